@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/node"
+)
+
+const numberPrinter = `i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done`
+
+// checkSequence fails unless lines are the numbers 0, 1, 2, ... each once and in order.
+func checkSequence(t *testing.T, lines []string) {
+	t.Helper()
+	for i, l := range lines {
+		if l != strconv.Itoa(i) {
+			t.Fatalf("log line %d is %q, want %d (a number missing, repeated or restarted): ...%v", i, l, i, lines[max(0, i-3):min(len(lines), i+3)])
+		}
+	}
+}
+
+func TestNumberPrinterCheckpointRestore(t *testing.T) {
+	a := startAgent(t)
+	a.importBusybox()
+	a.must("run", "--name", "np", "busybox", "--", "sh", "-c", numberPrinter)
+	a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= 10 })
+
+	var ck node.CheckpointReport
+	if err := json.Unmarshal([]byte(a.must("checkpoint", "np", "-o", "json")), &ck); err != nil {
+		t.Fatal(err)
+	}
+	if ck.CRIU == nil || ck.CRIU.PagesWritten == 0 {
+		t.Fatalf("checkpoint report has no CRIU statistics: %+v", ck)
+	}
+	before := strings.Split(strings.TrimSpace(a.must("logs", "np")), "\n")
+	if ps := a.must("ps"); !strings.Contains(ps, "checkpointed") {
+		t.Fatalf("ps after checkpoint does not show checkpointed:\n%s", ps)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if again := strings.Split(strings.TrimSpace(a.must("logs", "np")), "\n"); len(again) != len(before) {
+		t.Fatalf("the log grew while the container was checkpointed: %d -> %d lines", len(before), len(again))
+	}
+	a.must("restore", "np")
+	lines := a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= len(before)+10 })
+	checkSequence(t, lines)
+	t.Logf("number printer: %d lines before the checkpoint, %d after restore, sequence unbroken", len(before), len(lines))
+	a.must("stop", "np")
+	a.must("rm", "np")
+}
+
+var tickRE = regexp.MustCompile(`^(?:ready mib=\d+|tick=(\d+)) sum=([0-9a-f]+)$`)
+
+// memTicks parses memload's output lines: the sum of its memory and the last tick.
+func memTicks(t *testing.T, lines []string) (sums map[string]bool, lastTick int) {
+	sums = map[string]bool{}
+	for _, l := range lines {
+		m := tickRE.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		sums[m[2]] = true
+		if m[1] != "" {
+			lastTick, _ = strconv.Atoi(m[1])
+		}
+	}
+	return sums, lastTick
+}
+
+func TestMemoryAndWritableLayerSurviveRestore(t *testing.T) {
+	a := startAgent(t)
+	a.importBusybox()
+	a.must("run", "--name", "mem", "--env", "GREETING=hello from ferry", "--memory", "256m", "busybox", "--",
+		"sh", "-c", `echo "$GREETING" > /data/greeting; exec /bin/memload -mib 64 -interval 300ms`)
+	before := a.waitLog("mem", 60*time.Second, func(l []string) bool { _, tick := memTicks(t, l); return tick >= 2 })
+	sumsBefore, tickBefore := memTicks(t, before)
+	if len(sumsBefore) != 1 {
+		t.Fatalf("memload's sum changed while it ran: %v", sumsBefore)
+	}
+
+	start := time.Now()
+	var ck node.CheckpointReport
+	if err := json.Unmarshal([]byte(a.must("checkpoint", "mem", "-o", "json")), &ck); err != nil {
+		t.Fatal(err)
+	}
+	ckTime := time.Since(start)
+	start = time.Now()
+	var rs node.RestoreReport
+	if err := json.Unmarshal([]byte(a.must("restore", "mem", "-o", "json")), &rs); err != nil {
+		t.Fatal(err)
+	}
+	rsTime := time.Since(start)
+	t.Logf("64 MiB workload: checkpoint %s (agent %s, CRIU frozen %s, images %d MiB), restore %s (agent %s, CRIU restore %s)",
+		ckTime.Round(time.Millisecond), ck.Took.Round(time.Millisecond), ck.CRIU.FrozenTime, ck.Size>>20,
+		rsTime.Round(time.Millisecond), rs.Took.Round(time.Millisecond), rs.CRIU.RestoreTime)
+
+	after := a.waitLog("mem", 30*time.Second, func(l []string) bool { _, tick := memTicks(t, l); return tick >= tickBefore+2 })
+	sumsAfter, _ := memTicks(t, after)
+	if len(sumsAfter) != 1 {
+		t.Fatalf("memory changed across checkpoint and restore: sums %v", sumsAfter)
+	}
+	if got := strings.TrimSpace(a.must("exec", "mem", "--", "cat", "/data/greeting")); got != "hello from ferry" {
+		t.Fatalf("file written before the checkpoint reads %q after restore", got)
+	}
+	if got := strings.TrimSpace(a.must("exec", "mem", "--", "sh", "-c", "echo $GREETING")); got != "hello from ferry" {
+		t.Fatalf("environment after restore: %q", got)
+	}
+	limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory/ferry", a.name, "mem", "memory.limit_in_bytes"))
+	if err != nil || strings.TrimSpace(string(limit)) != strconv.Itoa(256<<20) {
+		t.Fatalf("memory limit after restore: %q (%v), want %d", limit, err, 256<<20)
+	}
+	a.must("rm", "--force", "mem")
+}
+
+func TestCheckpointLeaveRunning(t *testing.T) {
+	a := startAgent(t)
+	a.importBusybox()
+	a.must("run", "--name", "np", "busybox", "--", "sh", "-c", numberPrinter)
+	a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= 5 })
+	out := a.must("checkpoint", "--leave-running", "np")
+	if !strings.Contains(out, "still running") || !strings.Contains(out, "CRIU: freezing") {
+		t.Fatalf("checkpoint output lacks the state or CRIU's statistics:\n%s", out)
+	}
+	n := len(a.waitLog("np", 5*time.Second, func(l []string) bool { return true }))
+	lines := a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= n+5 })
+	checkSequence(t, lines)
+	if ps := a.must("ps"); !strings.Contains(ps, "running") {
+		t.Fatalf("container not running after --leave-running:\n%s", ps)
+	}
+}
+
+func TestExecStopAndRemove(t *testing.T) {
+	a := startAgent(t)
+	a.importBusybox()
+	a.must("run", "--name", "sl", "busybox", "--", "sleep", "1000")
+	if out := a.must("exec", "sl", "--", "echo", "hi"); strings.TrimSpace(out) != "hi" {
+		t.Fatalf("exec output %q", out)
+	}
+	if r := a.ferry("exec", "sl", "--", "sh", "-c", "exit 7"); r.code != 7 {
+		t.Fatalf("exec exit status %d, want 7", r.code)
+	}
+	a.fails(1, "is running", "rm", "sl")
+	a.must("stop", "--time", "1s", "sl")
+	var list []node.Container
+	if err := json.Unmarshal([]byte(a.must("ps", "-o", "json")), &list); err != nil || len(list) != 1 || list[0].State != node.StateStopped {
+		t.Fatalf("ps -o json after stop: %+v (%v)", list, err)
+	}
+	a.must("rm", "sl")
+	if out := a.must("ps"); strings.Contains(out, "sl") {
+		t.Fatalf("removed container still listed:\n%s", out)
+	}
+}
+
+func TestAgentRestartReattaches(t *testing.T) {
+	a := startAgent(t)
+	a.importBusybox()
+	a.must("run", "--name", "np", "busybox", "--", "sh", "-c", numberPrinter)
+	a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= 5 })
+	a.kill()
+	time.Sleep(500 * time.Millisecond)
+	a.start()
+	if ps := a.must("ps"); !strings.Contains(ps, "running") {
+		t.Fatalf("after an agent restart the container is not reported running:\n%s", ps)
+	}
+	n := len(a.waitLog("np", 5*time.Second, func(l []string) bool { return true }))
+	lines := a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= n+5 })
+	checkSequence(t, lines)
+	a.must("checkpoint", "np")
+	a.must("restore", "np")
+	lines = a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= n+15 })
+	checkSequence(t, lines)
+	a.must("stop", "--time", "1s", "np")
+}

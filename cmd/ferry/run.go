@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/ferryhq/ferry/node"
+	"github.com/spf13/cobra"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		req    node.RunRequest
+		memory string
+	)
+	cmd := &cobra.Command{
+		Use:   "run --name NAME [--env K=V]... [--memory SIZE] [--net none|host] IMAGE [-- CMD ARGS...]",
+		Short: "Create and start a container",
+		Long: `Create and start a container from IMAGE. Without a command after --, the image's own runs.
+The container's stdout and stderr go to its log (ferry logs NAME).`,
+		Args: needArgs(1, -1, "ferry run --name NAME IMAGE [-- CMD ARGS...]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if req.Name == "" {
+				return usagef("--name is required: ferry run --name NAME IMAGE [-- CMD ARGS...]")
+			}
+			if memory != "" {
+				n, err := parseSize(memory)
+				if err != nil {
+					return usagef("--memory: %v", err)
+				}
+				req.MemoryBytes = n
+			}
+			req.Image, req.Args = args[0], args[1:]
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			ct, err := c.Run(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if jsonOut() {
+				return printJSON(os.Stdout, ct)
+			}
+			fmt.Println(ct.Config.Name)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&req.Name, "name", "", "container name (required)")
+	fl.StringArrayVar(&req.Env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	fl.StringVar(&memory, "memory", "", "memory limit, e.g. 256m or 1g (default: none)")
+	fl.StringVar(&req.Net, "net", "none", "network: none (own namespace, loopback only) or host")
+	return cmd
+}

@@ -1,0 +1,192 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/node/criu"
+	"github.com/ferryhq/ferry/node/images"
+	"github.com/ferryhq/ferry/node/runtime"
+)
+
+// Agent is one node's agent. Its methods are safe for concurrent use; operations on one container are
+// serialised, operations on different containers run in parallel.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	images   *images.Store
+	runc     *runtime.Runc
+	features *criu.Features
+	probeErr error
+	started  time.Time
+
+	mu         sync.Mutex
+	containers map[string]*entry
+
+	ctx    context.Context // ends at Close: stops the watchers
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New creates the agent's directories, probes CRIU, opens the image store and re-attaches to the containers
+// found on disk (see Reattach). A missing or broken CRIU is logged and reported, not fatal: containers still
+// run, and checkpoint and restore say what is missing.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "containers"),
+		filepath.Join(cfg.DataDir, "checkpoints"), filepath.Join(cfg.DataDir, "runc")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	st, err := images.Open(filepath.Join(cfg.DataDir, "images"), cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("opening the image store: %w", err)
+	}
+	actx, cancel := context.WithCancel(context.Background())
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger.With("node", cfg.Name), images: st, started: time.Now(),
+		runc:       &runtime.Runc{Binary: cfg.Runc, Root: filepath.Join(cfg.DataDir, "runc"), Criu: cfg.Criu},
+		containers: map[string]*entry{}, ctx: actx, cancel: cancel,
+	}
+	a.probe(ctx)
+	a.reattach(ctx)
+	return a, nil
+}
+
+func (a *Agent) probe(ctx context.Context) {
+	f, err := criu.Probe(ctx, criu.ProbeConfig{Binary: a.cfg.Criu})
+	a.features, a.probeErr = f, err
+	switch {
+	case err != nil:
+		a.log.Warn("CRIU is not usable: checkpoint, restore and migration are off on this node", "err", err)
+	case !f.CheckOK:
+		a.log.Warn("criu check failed: checkpoint, restore and migration are off on this node", "criu", f.Version, "output", f.CheckOutput)
+	default:
+		a.log.Info("CRIU probed", "version", f.Version, "path", f.Path, "features", f.Names(), "took", f.Took.Round(time.Millisecond))
+	}
+}
+
+// Name is the node's name.
+func (a *Agent) Name() string { return a.cfg.Name }
+
+// DataDir is the agent's data directory.
+func (a *Agent) DataDir() string { return a.cfg.DataDir }
+
+// Images is the node's image store.
+func (a *Agent) Images() *images.Store { return a.images }
+
+// Close stops the agent's watchers. Containers keep running; a new agent on the same data dir re-attaches.
+func (a *Agent) Close() error {
+	a.cancel()
+	a.wg.Wait()
+	return nil
+}
+
+// lookup returns the container's entry or an ErrNotFound that names it.
+func (a *Agent) lookup(name string) (*entry, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.containers[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: no container named %q on node %s (ferry ps lists them)", ErrNotFound, name, a.cfg.Name)
+	}
+	return e, nil
+}
+
+// List returns every container's record, sorted by name.
+func (a *Agent) List() []Container {
+	a.mu.Lock()
+	es := make([]*entry, 0, len(a.containers))
+	for _, e := range a.containers {
+		es = append(es, e)
+	}
+	a.mu.Unlock()
+	out := make([]Container, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Config.Name < out[j].Config.Name })
+	return out
+}
+
+// Get returns one container's record.
+func (a *Agent) Get(name string) (Container, error) {
+	e, err := a.lookup(name)
+	if err != nil {
+		return Container{}, err
+	}
+	return e.snapshot(), nil
+}
+
+func (a *Agent) checkpointsDir(name string) string {
+	return filepath.Join(a.cfg.DataDir, "checkpoints", name)
+}
+
+func (a *Agent) cgroupsPath(name string) string {
+	return fmt.Sprintf("/ferry/%s/%s", a.cfg.Name, name)
+}
+
+// criuReady says why CRIU cannot be used on this node, or nil.
+func (a *Agent) criuReady() error {
+	if a.probeErr != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, a.probeErr)
+	}
+	if !a.features.CheckOK {
+		return fmt.Errorf("%w: criu check fails on node %s (%s); run scripts/install-deps.sh", ErrUnavailable, a.cfg.Name, a.features.CheckOutput)
+	}
+	return nil
+}
+
+// watch waits for a container's shim to exit and records how the container ended, unless an operation
+// (stop, checkpoint) already took care of it.
+func (a *Agent) watch(e *entry, shimPid int) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := runtime.WaitPid(a.ctx, shimPid); err != nil {
+			return // agent closing, or the pid cannot be watched
+		}
+		e.op.Lock()
+		defer e.op.Unlock()
+		c := e.snapshot()
+		if c.ShimPid != shimPid || c.State != StateRunning {
+			return
+		}
+		a.finishExited(context.Background(), e)
+	}()
+}
+
+// finishExited records that the container's process ended, and releases its runtime resources. Holds e.op.
+func (a *Agent) finishExited(ctx context.Context, e *entry) {
+	code := -1
+	st, err := runtime.ReadExitStatus(e.exitPath())
+	if err == nil {
+		code = st.ExitCode
+	}
+	a.release(ctx, e)
+	_ = e.update(func(c *Container) {
+		c.State, c.ExitCode, c.FinishedAt, c.Pid, c.ShimPid = StateExited, &code, time.Now(), 0, 0
+	})
+	a.log.Info("container exited", "container", e.c.Config.Name, "exit_code", code)
+}
+
+// release removes runc's record of the container and unmounts its root. Holds e.op.
+func (a *Agent) release(ctx context.Context, e *entry) {
+	name := e.snapshot().Config.Name
+	if err := a.runc.Delete(ctx, name, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		a.log.Warn("runc delete failed", "container", name, "err", err)
+	}
+	if err := runtime.Unmount(e.rootfs()); err != nil {
+		a.log.Warn("unmount failed", "container", name, "err", err)
+	}
+}

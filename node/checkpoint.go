@@ -1,0 +1,189 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/node/archive"
+	"github.com/ferryhq/ferry/node/checkpoint"
+	"github.com/ferryhq/ferry/node/criu"
+	"github.com/ferryhq/ferry/node/runtime"
+)
+
+// CheckpointOptions modify a checkpoint.
+type CheckpointOptions struct {
+	// LeaveRunning keeps the container running after the dump. It is frozen while CRIU dumps it and its
+	// writable layer is captured, so memory and files agree.
+	LeaveRunning bool `json:"leave_running,omitempty"`
+}
+
+// CheckpointReport says what a checkpoint did.
+type CheckpointReport struct {
+	Container    string          `json:"container"`
+	Node         string          `json:"node"`
+	ID           string          `json:"id"`
+	LeaveRunning bool            `json:"leave_running"`
+	Size         int64           `json:"size"`           // bytes in the checkpoint (images, writable layer, record)
+	DiffBytes    int64           `json:"diff_bytes"`     // of which the writable layer's tar
+	Files        int             `json:"files"`          // files listed in the manifest
+	Took         time.Duration   `json:"took"`           // the whole operation
+	Frozen       time.Duration   `json:"frozen"`         // the container was frozen (or gone) this long
+	CRIU         *criu.DumpStats `json:"criu,omitempty"` // CRIU's own statistics
+}
+
+// Checkpoint dumps a running container with CRIU (through runc) into a new checkpoint: CRIU's images, the
+// writable layer's changes and the recorded configuration, with a manifest of sha256 sums. Without
+// LeaveRunning the container is gone afterwards (state checkpointed) until Restore. If the dump fails the
+// container keeps running and nothing of the checkpoint is left.
+func (a *Agent) Checkpoint(ctx context.Context, name string, opts CheckpointOptions, progress ProgressFunc) (*CheckpointReport, error) {
+	if err := a.criuReady(); err != nil {
+		return nil, err
+	}
+	e, err := a.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	c := e.snapshot()
+	if c.State != StateRunning {
+		return nil, fmt.Errorf("%w: container %s is %s; only a running container can be checkpointed", ErrState, name, c.State)
+	}
+	ph := newPhaser(progress)
+	pend, err := checkpoint.Begin(a.checkpointsDir(name), checkpoint.NewID(time.Now()))
+	if err != nil {
+		return nil, err
+	}
+	_ = e.update(func(c *Container) { c.State = StateCheckpointing })
+	frozen, err := a.dump(ctx, e, pend, opts, ph)
+	if err != nil {
+		pend.Abort()
+		a.afterFailedDump(context.WithoutCancel(ctx), e)
+		return nil, err
+	}
+	rep, err := a.finishCheckpoint(ctx, e, pend, opts, ph)
+	if err != nil {
+		pend.Abort()
+		return nil, err
+	}
+	rep.Frozen, rep.Took = frozen, time.Since(ph.start)
+	a.log.Info("checkpoint done", "container", name, "id", rep.ID, "size", rep.Size, "took", rep.Took.Round(time.Millisecond), "leave_running", opts.LeaveRunning)
+	return rep, nil
+}
+
+// dump runs CRIU and captures the writable layer; it returns how long the container was frozen.
+func (a *Agent) dump(ctx context.Context, e *entry, pend *checkpoint.Pending, opts CheckpointOptions, ph *phaser) (time.Duration, error) {
+	c := e.snapshot()
+	name := c.Config.Name
+	ro := runtime.CheckpointOptions{ImagePath: pend.ImagesDir(), WorkPath: pend.LogsDir(), LeaveRunning: opts.LeaveRunning}
+	start := time.Now()
+	if opts.LeaveRunning {
+		ph.phase("freezing", "")
+		if err := a.runc.Pause(ctx, name); err != nil {
+			return 0, fmt.Errorf("freezing %s: %w", name, err)
+		}
+		defer func() { _ = a.runc.Resume(context.WithoutCancel(ctx), name) }()
+	}
+	ph.phase("dumping", "CRIU dumps the container's memory and state")
+	if err := a.runc.Checkpoint(ctx, name, ro); err != nil {
+		return 0, fmt.Errorf("CRIU could not dump %s: %w%s", name, err, criuLogErrors(filepath.Join(pend.LogsDir(), "dump.log")))
+	}
+	ph.phase("writable-layer", "capturing the container's file changes")
+	if err := writeDiff(ctx, e.upperDir(c.Generation), pend.DiffPath()); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func writeDiff(ctx context.Context, upper, dest string) error {
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := archive.Write(ctx, f, upper, archive.WriteOptions{}); err != nil {
+		f.Close()
+		return fmt.Errorf("capturing the writable layer: %w", err)
+	}
+	return f.Close()
+}
+
+// afterFailedDump puts the record back in line with reality: CRIU resumes a container whose dump failed.
+func (a *Agent) afterFailedDump(ctx context.Context, e *entry) {
+	c := e.snapshot()
+	if st, err := a.runc.State(ctx, c.Config.Name); err == nil && (st.Status == "running" || st.Status == "paused") {
+		if st.Status == "paused" {
+			_ = a.runc.Resume(ctx, c.Config.Name)
+		}
+		_ = e.update(func(c *Container) { c.State = StateRunning })
+		return
+	}
+	_ = e.update(func(c *Container) { c.State = StateRunning })
+	a.finishExited(ctx, e)
+}
+
+func (a *Agent) finishCheckpoint(ctx context.Context, e *entry, pend *checkpoint.Pending, opts CheckpointOptions, ph *phaser) (*CheckpointReport, error) {
+	c := e.snapshot()
+	if err := pend.WriteRecord(c.Config); err != nil {
+		return nil, err
+	}
+	ph.phase("manifest", "hashing the checkpoint's files")
+	ck, m, err := pend.Finish(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.LeaveRunning {
+		// CRIU killed the container after the dump; its shim ends with it.
+		waitFor(ctx, c.ShimPid, 5*time.Second)
+		a.release(context.WithoutCancel(ctx), e)
+	}
+	_ = e.update(func(c *Container) {
+		c.Checkpoint = ck.ID
+		if opts.LeaveRunning {
+			c.State = StateRunning
+		} else {
+			c.State, c.Pid, c.ShimPid = StateCheckpointed, 0, 0
+		}
+	})
+	rep := &CheckpointReport{Container: c.Config.Name, Node: a.cfg.Name, ID: ck.ID, LeaveRunning: opts.LeaveRunning,
+		Size: m.Size(), Files: len(m.Files)}
+	if fi, err := os.Stat(ck.DiffPath()); err == nil {
+		rep.DiffBytes = fi.Size()
+	}
+	if st, err := criu.ReadDumpStats(ck.LogsDir()); err == nil {
+		rep.CRIU = st
+	}
+	return rep, nil
+}
+
+// criuLogErrors returns the last error lines of a CRIU log, to say why it failed.
+func criuLogErrors(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var errs []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "Error (") && !strings.Contains(l, "RLIMIT_NOFILE") {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) > 3 {
+		errs = errs[len(errs)-3:]
+	}
+	if len(errs) == 0 {
+		return ""
+	}
+	return "; CRIU said: " + strings.Join(errs, " | ")
+}
+
+// Checkpoints lists the finished checkpoints of a container, oldest first.
+func (a *Agent) Checkpoints(name string) ([]string, error) {
+	if _, err := a.lookup(name); err != nil {
+		return nil, err
+	}
+	return checkpoint.List(a.checkpointsDir(name))
+}

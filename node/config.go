@@ -1,0 +1,74 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// DefaultDataDir is where an agent keeps its state unless told otherwise.
+const DefaultDataDir = "/var/lib/ferry"
+
+// SocketName is the local API socket's name inside the data directory.
+const SocketName = "ferry.sock"
+
+// Config configures an agent.
+type Config struct {
+	// Name is the node's name (also in cgroup paths). Empty means the host name.
+	Name string
+	// DataDir holds all state. Empty means DefaultDataDir.
+	DataDir string
+	// Runc and Criu name the executables; empty means "runc" and "criu" from PATH.
+	Runc string
+	Criu string
+	// ShimBinary is the ferry executable run as `ferry shim`; empty means this executable.
+	ShimBinary string
+	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL. Zero means 10 s.
+	StopTimeout time.Duration
+	// Logger receives the agent's log. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with the defaults filled in.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{Name: host, DataDir: DefaultDataDir, StopTimeout: 10 * time.Second, Logger: slog.Default()}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// ValidName reports whether s can name a node or a container.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate fills zero values with defaults and checks the fields.
+func (c *Config) Validate() error {
+	def := DefaultConfig()
+	if c.Name == "" {
+		c.Name = def.Name
+	}
+	if c.DataDir == "" {
+		c.DataDir = def.DataDir
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = def.StopTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = def.Logger
+	}
+	if !ValidName(c.Name) {
+		return fmt.Errorf("%w: node name %q: use lower-case letters, digits, '.', '_' or '-' (at most 63)", ErrInvalid, c.Name)
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		return fmt.Errorf("%w: data dir %q must be an absolute path", ErrInvalid, c.DataDir)
+	}
+	if c.StopTimeout < 0 {
+		return fmt.Errorf("%w: stop timeout %s is negative", ErrInvalid, c.StopTimeout)
+	}
+	return nil
+}
+
+// SocketPath is the local API socket of an agent with this data directory.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, SocketName) }

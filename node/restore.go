@@ -1,0 +1,148 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ferryhq/ferry/node/archive"
+	"github.com/ferryhq/ferry/node/checkpoint"
+	"github.com/ferryhq/ferry/node/criu"
+	"github.com/ferryhq/ferry/node/runtime"
+)
+
+// RestoreOptions modify a restore.
+type RestoreOptions struct {
+	// Checkpoint names the checkpoint; empty means the container's latest.
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// RestoreReport says what a restore did.
+type RestoreReport struct {
+	Container  string             `json:"container"`
+	Node       string             `json:"node"`
+	Checkpoint string             `json:"checkpoint"`
+	Pid        int                `json:"pid"`
+	Verify     time.Duration      `json:"verify"` // checking the manifest
+	Took       time.Duration      `json:"took"`   // the whole operation
+	CRIU       *criu.RestoreStats `json:"criu,omitempty"`
+}
+
+// Restore brings a container that is not running back from a checkpoint: its memory, its writable layer and
+// its recorded configuration. Every file is checked against the checkpoint's manifest before anything is
+// used; a checkpoint that does not match is refused and the container is left as it was. If CRIU fails, the
+// container is left checkpointed, with its old writable layer, and the error carries CRIU's reason.
+func (a *Agent) Restore(ctx context.Context, name string, opts RestoreOptions, progress ProgressFunc) (*RestoreReport, error) {
+	if err := a.criuReady(); err != nil {
+		return nil, err
+	}
+	e, err := a.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	c := e.snapshot()
+	switch c.State {
+	case StateCheckpointed, StateExited, StateStopped, StateCreated:
+	default:
+		return nil, fmt.Errorf("%w: container %s is %s; only a container that is not running can be restored (checkpoint or stop it first)", ErrState, name, c.State)
+	}
+	ph := newPhaser(progress)
+	ck, err := a.openCheckpoint(name, opts.Checkpoint, c.Checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	ph.phase("verifying", "checking every file against the manifest")
+	if err := ck.Verify(ctx); err != nil {
+		return nil, fmt.Errorf("%w: refusing to restore %s from checkpoint %s: %v; the container was not touched", ErrRejected, name, ck.ID, err)
+	}
+	verify := time.Since(ph.start)
+	var rec ContainerConfig
+	if err := ck.ReadRecord(&rec); err != nil {
+		return nil, fmt.Errorf("reading the recorded configuration of checkpoint %s: %w", ck.ID, err)
+	}
+	if rec.Name != name {
+		return nil, fmt.Errorf("%w: checkpoint %s belongs to container %q, not %q", ErrInvalid, ck.ID, rec.Name, name)
+	}
+	pid, err := a.restoreFrom(ctx, e, ck, rec, ph)
+	if err != nil {
+		return nil, err
+	}
+	rep := &RestoreReport{Container: name, Node: a.cfg.Name, Checkpoint: ck.ID, Pid: pid, Verify: verify, Took: time.Since(ph.start)}
+	rep.CRIU, _ = criu.ReadRestoreStats(a.restoreWork(e))
+	a.log.Info("restore done", "container", name, "checkpoint", ck.ID, "took", rep.Took.Round(time.Millisecond))
+	return rep, nil
+}
+
+func (a *Agent) openCheckpoint(name, want, latest string) (*checkpoint.Checkpoint, error) {
+	id := want
+	if id == "" {
+		id = latest
+	}
+	if id == "" {
+		ids, err := checkpoint.List(a.checkpointsDir(name))
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) == 0 {
+			return nil, fmt.Errorf("%w: container %s has no checkpoint; make one with ferry checkpoint %s", ErrNotFound, name, name)
+		}
+		id = ids[len(ids)-1]
+	}
+	ck, err := checkpoint.Open(a.checkpointsDir(name), id)
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return nil, fmt.Errorf("%w: container %s has no checkpoint %q", ErrNotFound, name, id)
+	}
+	return ck, err
+}
+
+func (a *Agent) restoreWork(e *entry) string { return filepath.Join(e.dir, "restore-work") }
+
+// restoreFrom builds the next generation of the writable layer from the checkpoint and has a shim restore the
+// container into it. On failure the record and the old layer are as they were. Holds e.op.
+func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, ph *phaser) (int, error) {
+	old := e.snapshot()
+	gen := old.Generation + 1
+	_ = os.RemoveAll(e.genDir(gen))
+	ph.phase("preparing", "unpacking the writable layer")
+	if err := unpackDiff(ctx, ck.DiffPath(), e.upperDir(gen)); err != nil {
+		_ = os.RemoveAll(e.genDir(gen))
+		return 0, err
+	}
+	work := a.restoreWork(e)
+	_ = os.RemoveAll(work)
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return 0, err
+	}
+	_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = rec, gen, StateRestoring })
+	ph.phase("restoring", "CRIU restores the container")
+	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work})
+	if err != nil {
+		_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = old.Config, old.Generation, old.State })
+		_ = os.RemoveAll(e.genDir(gen))
+		return 0, fmt.Errorf("CRIU could not restore %s from checkpoint %s: %w%s; the container is left %s",
+			rec.Name, ck.ID, err, criuLogErrors(filepath.Join(work, "restore.log")), old.State)
+	}
+	_ = os.RemoveAll(e.genDir(old.Generation))
+	_ = e.update(func(c *Container) { c.Checkpoint = ck.ID; c.Restores++ })
+	return e.snapshot().Pid, nil
+}
+
+func unpackDiff(ctx context.Context, tarPath, upper string) error {
+	if err := os.MkdirAll(upper, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Open(tarPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := archive.Extract(ctx, f, upper, archive.ExtractOptions{Whiteouts: archive.WhiteoutsKeep}); err != nil {
+		return fmt.Errorf("unpacking the writable layer: %w", err)
+	}
+	return nil
+}
