@@ -24,7 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
+step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
 
 step "start an agent (ferry agent --dev --name demo)"
 "$ferry" agent --dev --name demo --data-dir "$data" >"$work/agent.log" 2>&1 &

@@ -233,6 +233,7 @@ func removeCgroups(nodeName string) {
 			}
 		}
 		_ = os.Remove(base)
+		_ = os.Remove(filepath.Dir(base)) // the shared /ferry parent, once no node uses it
 	}
 }
 
@@ -314,4 +315,41 @@ func tail(s []string, n int) []string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// bg is a command line run in the background.
+type bg struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	errb *bytes.Buffer
+	done chan error
+}
+
+// background starts the command line without waiting for it; the test's cleanup kills it if still running.
+func (a *agent) background(args ...string) *bg {
+	a.t.Helper()
+	b := &bg{out: &bytes.Buffer{}, errb: &bytes.Buffer{}, done: make(chan error, 1)}
+	b.cmd = exec.Command(bins.ferry, args...)
+	b.cmd.Env = append(os.Environ(), "FERRY_ADDR=unix://"+a.socket())
+	b.cmd.Stdout, b.cmd.Stderr = b.out, b.errb
+	if err := b.cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	go func() { b.done <- b.cmd.Wait() }()
+	a.t.Cleanup(func() { _ = b.cmd.Process.Kill() })
+	return b
+}
+
+// wait waits for the command to end by itself and returns its stdout.
+func (b *bg) wait(timeout time.Duration) (string, error) {
+	select {
+	case err := <-b.done:
+		if err != nil {
+			return b.out.String(), fmt.Errorf("%v: %s", err, b.errb.String())
+		}
+		return b.out.String(), nil
+	case <-time.After(timeout):
+		_ = b.cmd.Process.Kill()
+		return b.out.String(), fmt.Errorf("still running after %s", timeout)
+	}
 }

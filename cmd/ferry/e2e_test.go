@@ -30,6 +30,7 @@ func TestNumberPrinterCheckpointRestore(t *testing.T) {
 	a.importBusybox()
 	a.must("run", "--name", "np", "busybox", "--", "sh", "-c", numberPrinter)
 	a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= 10 })
+	follow := a.background("logs", "-f", "np")
 
 	var ck node.CheckpointReport
 	if err := json.Unmarshal([]byte(a.must("checkpoint", "np", "-o", "json")), &ck); err != nil {
@@ -51,6 +52,16 @@ func TestNumberPrinterCheckpointRestore(t *testing.T) {
 	checkSequence(t, lines)
 	t.Logf("number printer: %d lines before the checkpoint, %d after restore, sequence unbroken", len(before), len(lines))
 	a.must("stop", "np")
+	// logs -f followed the container across the checkpoint and restore, and ended when it was stopped.
+	out, err := follow.wait(10 * time.Second)
+	if err != nil {
+		t.Fatalf("logs -f: %v", err)
+	}
+	followed := strings.Split(strings.TrimSpace(out), "\n")
+	if len(followed) < len(lines) {
+		t.Fatalf("logs -f printed %d lines, the log has at least %d", len(followed), len(lines))
+	}
+	checkSequence(t, followed)
 	a.must("rm", "np")
 }
 

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	gocriu "github.com/checkpoint-restore/go-criu/v7"
@@ -98,11 +99,19 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Features, error) {
 	}
 	f.CheckOK, f.CheckOutput = runCheck(ctx, path)
 	rpcFeatures(c, f)
-	for _, name := range []string{FeatureMemTrack, FeatureLazyPages, FeatureLazyPagesNonCoop, FeatureTCPRepair} {
+	names := []string{FeatureMemTrack, FeatureLazyPages, FeatureLazyPagesNonCoop, FeatureTCPRepair}
+	cli := make([]bool, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() { defer wg.Done(); cli[i] = checkFeature(ctx, path, name) }()
+	}
+	wg.Wait()
+	for i, name := range names {
 		// A feature counts only when `criu check --feature` agrees: go-criu's FEATURE_CHECK has been seen to
 		// report soft-dirty tracking on a kernel built without it, where the command says "Dirty tracking is OFF".
 		rpcSays, asked := f.Features[name]
-		f.Features[name] = checkFeature(ctx, path, name) && (!asked || rpcSays)
+		f.Features[name] = cli[i] && (!asked || rpcSays)
 	}
 	f.Features[FeatureNetworkLock] = hasNetworkLockTools()
 	f.Took = time.Since(start)
