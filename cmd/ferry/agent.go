@@ -5,42 +5,59 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"syscall"
-	"time"
 
+	"github.com/ferryhq/ferry/cluster/agent"
 	"github.com/ferryhq/ferry/node"
-	"github.com/ferryhq/ferry/node/api"
 	"github.com/spf13/cobra"
 )
 
 type agentFlags struct {
-	dev     bool
-	name    string
-	dataDir string
-	debug   bool
+	dev             bool
+	name            string
+	dataDir         string
+	bind            string
+	advertise       string
+	join            []string
+	token           string
+	bootstrapExpect int
+	controllerKey   string
+	fast            bool
+	debug           bool
 }
 
 func newAgentCmd() *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
-		Use:   "agent [--dev] [--name NAME] [--data-dir DIR]",
+		Use:   "agent [--dev] [--name NAME] [--data-dir DIR] [--bind ADDR] [--join ADDR,... --token TOKEN] [--bootstrap-expect N]",
 		Short: "Run the node agent (as root)",
-		Long: `Run the node agent: it runs containers with runc, checkpoints and restores them with CRIU, and serves
-the API on a root-only unix socket in its data directory.
+		Long: `Run the node agent: it runs containers with runc, checkpoints and restores them with CRIU, takes part in
+the cluster (raft and gossip), and serves the API on its SSH port (--bind) and on a root-only unix socket in
+its data directory.
 
-With --dev the agent runs as a single node with its data in a new temporary directory (or --data-dir), and
-prints the line that points the command line at it.`,
-		Args: needArgs(0, 0, "ferry agent [--dev] [--name NAME] [--data-dir DIR]"),
+The first agent makes the cluster. Others join it with a token from ` + "`ferry cluster token`" + `:
+    ferry agent --name vg-2 --bind 10.77.0.12:7400 --join 10.77.0.11:7400 --token TOKEN
+An agent restarted with its data directory rejoins by itself.
+
+With --dev the agent is a one-node cluster on 127.0.0.1 with its data in a new temporary directory (unless
+--data-dir), and prints the line that points the command line at it.`,
+		Args: needArgs(0, 0, "ferry agent [flags] (see ferry agent --help)"),
 		RunE: func(cmd *cobra.Command, args []string) error { return runAgent(cmd.Context(), f) },
 	}
 	fl := cmd.Flags()
-	fl.BoolVar(&f.dev, "dev", false, "single-node development mode: data in a temporary directory unless --data-dir is given")
+	fl.BoolVar(&f.dev, "dev", false, "one-node development mode on 127.0.0.1, data in a temporary directory unless --data-dir")
 	fl.StringVar(&f.name, "name", "", "node name (default: the host name)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "state directory (default "+node.DefaultDataDir+")")
+	fl.StringVar(&f.bind, "bind", "", fmt.Sprintf("SSH address HOST:PORT (default 0.0.0.0:%d; --dev: 127.0.0.1:0); gossip uses PORT+1", agent.DefaultPort))
+	fl.StringVar(&f.advertise, "advertise", "", "address other agents dial (default: the --bind address)")
+	fl.StringSliceVar(&f.join, "join", nil, "SSH addresses of cluster members to join through (first start only)")
+	fl.StringVar(&f.token, "token", os.Getenv("FERRY_JOIN_TOKEN"), "join token from `ferry cluster token` (env FERRY_JOIN_TOKEN)")
+	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "first agent: wait for this many agents before making the raft cluster")
+	fl.StringVar(&f.controllerKey, "controller-key", "", "SSH public key file of the first controller (when the cluster is made)")
+	fl.BoolVar(&f.fast, "fast-failover", false, "shorter raft and gossip timeouts, for hosts sharing one machine")
 	fl.BoolVar(&f.debug, "debug", false, "log at debug level")
+	_ = fl.MarkHidden("fast-failover")
 	return cmd
 }
 
@@ -53,60 +70,42 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cfg := node.DefaultConfig()
-	cfg.Logger = log
-	if f.name != "" {
-		cfg.Name = f.name
+	cfg := agent.DefaultConfig()
+	cfg.Logger, cfg.Name, cfg.Join, cfg.Token = log, f.name, f.join, f.token
+	cfg.BootstrapExpect, cfg.ControllerKey, cfg.Fast, cfg.Advertise = f.bootstrapExpect, f.controllerKey, f.fast, f.advertise
+	if f.dev {
+		cfg.Bind, cfg.Fast = "127.0.0.1:0", true
 	}
-	if f.dataDir != "" {
+	if f.bind != "" {
+		cfg.Bind = f.bind
+	}
+	switch {
+	case f.dataDir != "":
 		abs, err := filepath.Abs(f.dataDir)
 		if err != nil {
 			return err
 		}
 		cfg.DataDir = abs
-	} else if f.dev {
+	case f.dev:
 		dir, err := os.MkdirTemp("", "ferry-dev-")
 		if err != nil {
 			return err
 		}
 		cfg.DataDir = dir
 	}
-	a, err := node.New(ctx, cfg)
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	a, err := agent.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	sock := node.SocketPath(a.DataDir())
-	l, err := listenRootOnly(sock)
-	if err != nil {
-		return err
-	}
-	log.Info("agent ready", "node", a.Name(), "data_dir", a.DataDir(), "socket", sock)
 	if f.dev {
-		fmt.Fprintf(os.Stderr, "\nferry agent (dev) is serving node %s. Point the command line at it with:\n\n    export FERRY_ADDR=unix://%s\n\n", a.Name(), sock)
+		fmt.Fprintf(os.Stderr, "\nferry agent (dev) is serving node %s. Point the command line at it with:\n\n    export FERRY_ADDR=unix://%s\n\n",
+			a.Name(), node.SocketPath(cfg.DataDir))
 	}
-	err = api.NewServer(a, log).Serve(ctx, l)
+	<-ctx.Done()
 	log.Info("agent stopping; containers keep running and a restarted agent re-attaches to them")
-	return err
-}
-
-// listenRootOnly listens on a unix socket that only root can use: the directory is 0700 and the socket 0600.
-// A stale socket left by a dead agent is replaced; one that answers belongs to a running agent: an error.
-func listenRootOnly(path string) (net.Listener, error) {
-	if c, err := net.DialTimeout("unix", path, 500*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("an agent is already serving %s; stop it first or use another --data-dir", path)
-	}
-	_ = os.Remove(path)
-	old := syscall.Umask(0o077)
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
+	a.Close()
+	return nil
 }

@@ -90,8 +90,8 @@ func build(t *testing.T) {
 	}
 }
 
-// agent is a ferry agent process started by a test.
-type agent struct {
+// testAgent is a ferry agent process started by a test.
+type testAgent struct {
 	t       *testing.T
 	name    string
 	dataDir string
@@ -105,7 +105,7 @@ var agentSeqMu sync.Mutex
 
 // startAgent starts `ferry agent` on a new data dir and registers its cleanup: every container it ran is
 // removed, runc's records deleted, mounts undone and cgroups removed, even when the test failed.
-func startAgent(t *testing.T) *agent {
+func startAgent(t *testing.T) *testAgent {
 	t.Helper()
 	requireHost(t)
 	build(t)
@@ -117,16 +117,16 @@ func startAgent(t *testing.T) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{t: t, name: name, dataDir: dir}
+	a := &testAgent{t: t, name: name, dataDir: dir}
 	a.start()
 	t.Cleanup(func() { a.cleanup() })
 	return a
 }
 
-func (a *agent) start() {
+func (a *testAgent) start() {
 	a.t.Helper()
 	a.log = &bytes.Buffer{}
-	a.cmd = exec.Command(bins.ferry, "agent", "--name", a.name, "--data-dir", a.dataDir)
+	a.cmd = exec.Command(bins.ferry, "agent", "--name", a.name, "--data-dir", a.dataDir, "--bind", "127.0.0.1:0", "--fast-failover")
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := a.cmd.Start(); err != nil {
@@ -149,16 +149,16 @@ func (a *agent) start() {
 	a.t.Fatalf("agent did not serve its socket within 30s:\n%s", a.log.String())
 }
 
-func (a *agent) socket() string { return filepath.Join(a.dataDir, "ferry.sock") }
+func (a *testAgent) socket() string { return filepath.Join(a.dataDir, "ferry.sock") }
 
 // kill ends the agent process at once (SIGKILL), as a crash would; its containers go on.
-func (a *agent) kill() {
+func (a *testAgent) kill() {
 	_ = a.cmd.Process.Kill()
 	<-a.done
 }
 
 // cleanup removes everything the agent made.
-func (a *agent) cleanup() {
+func (a *testAgent) cleanup() {
 	if a.t.Failed() {
 		a.t.Logf("agent %s log:\n%s", a.name, a.log.String())
 	}
@@ -244,7 +244,7 @@ type result struct {
 }
 
 // ferry runs the command line against this agent.
-func (a *agent) ferry(args ...string) result {
+func (a *testAgent) ferry(args ...string) result {
 	a.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -266,7 +266,7 @@ func (a *agent) ferry(args ...string) result {
 }
 
 // must runs the command line and fails the test unless it succeeds.
-func (a *agent) must(args ...string) string {
+func (a *testAgent) must(args ...string) string {
 	a.t.Helper()
 	r := a.ferry(args...)
 	if r.code != 0 {
@@ -276,7 +276,7 @@ func (a *agent) must(args ...string) string {
 }
 
 // fails runs the command line, expects exit status code and a message containing want on stderr.
-func (a *agent) fails(code int, want string, args ...string) result {
+func (a *testAgent) fails(code int, want string, args ...string) result {
 	a.t.Helper()
 	r := a.ferry(args...)
 	if r.code != code {
@@ -289,13 +289,13 @@ func (a *agent) fails(code int, want string, args ...string) result {
 }
 
 // importBusybox imports the test image as "busybox".
-func (a *agent) importBusybox() {
+func (a *testAgent) importBusybox() {
 	a.t.Helper()
 	a.must("image", "import", "busybox", bins.image)
 }
 
 // waitLog waits until the container's log has a line for which ok returns true, and returns the log's lines.
-func (a *agent) waitLog(name string, timeout time.Duration, ok func(lines []string) bool) []string {
+func (a *testAgent) waitLog(name string, timeout time.Duration, ok func(lines []string) bool) []string {
 	a.t.Helper()
 	deadline := time.Now().Add(timeout)
 	var lines []string
@@ -326,7 +326,7 @@ type bg struct {
 }
 
 // background starts the command line without waiting for it; the test's cleanup kills it if still running.
-func (a *agent) background(args ...string) *bg {
+func (a *testAgent) background(args ...string) *bg {
 	a.t.Helper()
 	b := &bg{out: &bytes.Buffer{}, errb: &bytes.Buffer{}, done: make(chan error, 1)}
 	b.cmd = exec.Command(bins.ferry, args...)

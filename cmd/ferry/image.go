@@ -44,14 +44,14 @@ Layers are stored by the sha256 of their content and shared between images.`,
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "ls",
-		Short: "List images",
+		Short: "List the cluster's images and the nodes that hold them",
 		Args:  needArgs(0, 0, "ferry image ls"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			list, err := c.Images(cmd.Context())
+			list, err := c.ClusterImages(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -60,9 +60,13 @@ Layers are stored by the sha256 of their content and shared between images.`,
 			}
 			var rows [][]string
 			for _, img := range list {
-				rows = append(rows, []string{img.Name, shortID(img.ID), fmt.Sprint(len(img.Layers)), humanBytes(img.Size), img.Source, ago(img.Created)})
+				size := "-"
+				if img.Size > 0 {
+					size = humanBytes(img.Size)
+				}
+				rows = append(rows, []string{img.Name, shortID(img.ID), fmt.Sprint(len(img.Layers)), size, strings.Join(img.Nodes, ","), ago(img.Created)})
 			}
-			return table(os.Stdout, []string{"NAME", "ID", "LAYERS", "SIZE", "SOURCE", "CREATED"}, rows)
+			return table(os.Stdout, []string{"NAME", "ID", "LAYERS", "SIZE", "NODES", "CREATED"}, rows)
 		},
 	})
 	return cmd

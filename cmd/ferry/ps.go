@@ -12,28 +12,25 @@ import (
 func newPsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "ps",
-		Short: "List containers",
+		Short: "List the containers of the whole cluster, with their nodes",
 		Args:  needArgs(0, 0, "ferry ps"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			list, err := c.Containers(cmd.Context())
+			list, err := c.ClusterContainers(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if jsonOut() {
-				if list == nil {
-					list = []node.Container{}
-				}
 				return printJSON(os.Stdout, list)
 			}
 			var rows [][]string
 			for _, ct := range list {
-				rows = append(rows, []string{ct.Config.Name, ct.Config.Image, status(ct), pidOf(ct), ago(ct.CreatedAt), strings.Join(ct.Config.Args, " ")})
+				rows = append(rows, []string{ct.Config.Name, ct.Node, ct.Config.Image, status(ct.Container), pidOf(ct.Container), ago(ct.CreatedAt), strings.Join(ct.Config.Args, " ")})
 			}
-			if err := table(os.Stdout, []string{"NAME", "IMAGE", "STATUS", "PID", "CREATED", "COMMAND"}, rows); err != nil {
+			if err := table(os.Stdout, []string{"NAME", "NODE", "IMAGE", "STATUS", "PID", "CREATED", "COMMAND"}, rows); err != nil {
 				return err
 			}
 			for _, ct := range list {

@@ -76,7 +76,7 @@ The command line talks to an agent: by default the local one's root-only socket
 	pf.StringVar(&g.identity, "identity", envOr("FERRY_IDENTITY", ""), "SSH private key file for ssh:// addresses (env FERRY_IDENTITY)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newAgentCmd(), newShimCmd(), newImageCmd(), newRunCmd(), newPsCmd(), newLogsCmd(), newExecCmd(),
-		newStopCmd(), newRmCmd(), newCheckpointCmd(), newRestoreCmd(), newNodeCmd())
+		newStopCmd(), newRmCmd(), newCheckpointCmd(), newRestoreCmd(), newNodeCmd(), newClusterCmd())
 	return root
 }
 
@@ -130,4 +130,13 @@ func needArgs(min, max int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+func printJSONLine(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Println(string(b))
+	return err
 }

@@ -4,20 +4,21 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ferryhq/ferry/node"
+	"github.com/ferryhq/ferry/node/api"
 	"github.com/spf13/cobra"
 )
 
 func newRunCmd() *cobra.Command {
 	var (
-		req    node.RunRequest
+		req    api.RunRequest
 		memory string
 	)
 	cmd := &cobra.Command{
 		Use:   "run --name NAME [--env K=V]... [--memory SIZE] [--net none|host] IMAGE [-- CMD ARGS...]",
 		Short: "Create and start a container",
 		Long: `Create and start a container from IMAGE. Without a command after --, the image's own runs.
-The container's stdout and stderr go to its log (ferry logs NAME).`,
+The cluster's leader places it on an eligible, alive node with the image and enough free memory, spreading
+containers out, unless --node pins it. Its stdout and stderr go to its log (ferry logs NAME).`,
 		Args: needArgs(1, -1, "ferry run --name NAME IMAGE [-- CMD ARGS...]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if req.Name == "" {
@@ -35,14 +36,14 @@ The container's stdout and stderr go to its log (ferry logs NAME).`,
 			if err != nil {
 				return err
 			}
-			ct, err := c.Run(cmd.Context(), req)
+			ct, err := c.RunPlaced(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
 			if jsonOut() {
 				return printJSON(os.Stdout, ct)
 			}
-			fmt.Println(ct.Config.Name)
+			fmt.Printf("%s (on %s)\n", ct.Config.Name, ct.Node)
 			return nil
 		},
 	}
@@ -51,5 +52,6 @@ The container's stdout and stderr go to its log (ferry logs NAME).`,
 	fl.StringArrayVar(&req.Env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	fl.StringVar(&memory, "memory", "", "memory limit, e.g. 256m or 1g (default: none)")
 	fl.StringVar(&req.Net, "net", "none", "network: none (own namespace, loopback only) or host")
+	fl.StringVar(&req.Node, "node", "", "run on this node instead of where the scheduler places it")
 	return cmd
 }

@@ -219,3 +219,43 @@ func (c *Client) Images(ctx context.Context) ([]*images.Image, error) {
 	var out []*images.Image
 	return out, c.call(ctx, "GET", "/v1/images", nil, &out)
 }
+
+// Nodes lists the cluster's nodes.
+func (c *Client) Nodes(ctx context.Context) ([]NodeView, error) {
+	var out []NodeView
+	return out, c.call(ctx, "GET", "/v1/nodes", nil, &out)
+}
+
+// NodeInfo describes one node (empty name: the node of the agent answering).
+func (c *Client) NodeInfo(ctx context.Context, name string) (*node.Info, error) {
+	var in node.Info
+	q := ""
+	if name != "" {
+		q = "?node=" + url.QueryEscape(name)
+	}
+	return &in, c.call(ctx, "GET", "/v1/node"+q, nil, &in)
+}
+
+// ClusterContainers lists the containers of the whole cluster with their nodes.
+func (c *Client) ClusterContainers(ctx context.Context) ([]ContainerView, error) {
+	var out []ContainerView
+	return out, c.call(ctx, "GET", "/v1/containers", nil, &out)
+}
+
+// RunPlaced creates a container where the cluster places it (or on req.Node).
+func (c *Client) RunPlaced(ctx context.Context, req RunRequest) (*ContainerView, error) {
+	var out ContainerView
+	return &out, c.call(ctx, "POST", "/v1/containers", req, &out)
+}
+
+// ClusterImages lists the cluster's images and where they are.
+func (c *Client) ClusterImages(ctx context.Context) ([]ImageView, error) {
+	var out []ImageView
+	return out, c.call(ctx, "GET", "/v1/images", nil, &out)
+}
+
+// JoinToken returns a token with which another agent can join the cluster.
+func (c *Client) JoinToken(ctx context.Context) (string, error) {
+	var out TokenResponse
+	return out.Token, c.call(ctx, "GET", "/v1/cluster/token", nil, &out)
+}

@@ -8,8 +8,15 @@ import (
 	"github.com/ferryhq/ferry/node"
 )
 
-// ErrUnreachable means the client could not reach an agent.
-var ErrUnreachable = errors.New("cannot reach the ferry agent")
+// Errors of the API layer itself.
+var (
+	// ErrUnreachable means the client could not reach an agent.
+	ErrUnreachable = errors.New("cannot reach the ferry agent")
+	// ErrForbidden means the caller's role does not allow the request (a viewer asked for a change).
+	ErrForbidden = errors.New("forbidden")
+	// ErrNodeUnreachable means the agent could not reach the node that holds what was asked for.
+	ErrNodeUnreachable = errors.New("node unreachable")
+)
 
 // Error codes on the wire.
 const (
@@ -19,6 +26,8 @@ const (
 	CodeState       = "wrong_state"
 	CodeUnavailable = "unavailable"
 	CodeRejected    = "rejected"
+	CodeForbidden   = "forbidden"
+	CodeNodeDown    = "node_unreachable"
 	CodeInternal    = "internal"
 )
 
@@ -33,6 +42,8 @@ var codes = []struct {
 	{CodeState, node.ErrState, http.StatusConflict},
 	{CodeUnavailable, node.ErrUnavailable, http.StatusServiceUnavailable},
 	{CodeRejected, node.ErrRejected, http.StatusUnprocessableEntity},
+	{CodeForbidden, ErrForbidden, http.StatusForbidden},
+	{CodeNodeDown, ErrNodeUnreachable, http.StatusBadGateway},
 }
 
 // ErrorBody is the JSON form of an error.
@@ -40,6 +51,15 @@ type ErrorBody struct {
 	Error string `json:"error"`
 	Code  string `json:"code"`
 }
+
+// EncodeError returns the wire form of err and its HTTP status.
+func EncodeError(err error) (ErrorBody, int) { return encodeError(err) }
+
+// WriteError writes err as a JSON error answer.
+func WriteError(w http.ResponseWriter, err error) { writeErr(w, err) }
+
+// WriteJSON writes v as a JSON answer with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
 func encodeError(err error) (ErrorBody, int) {
 	for _, c := range codes {
@@ -58,6 +78,9 @@ type remoteError struct {
 
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// DecodeError turns a wire error back into an error that errors.Is matches against its sentinel.
+func DecodeError(b ErrorBody) error { return decodeError(b) }
 
 func decodeError(b ErrorBody) error {
 	for _, c := range codes {

@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/ferryhq/ferry/node"
+)
+
+// DefaultPort is the agent's SSH port; memberlist gossips on the next port.
+const DefaultPort = 7400
+
+// Config configures an agent.
+type Config struct {
+	// Node configures the local node (name, data dir, runc, criu); Name and DataDir are set from below.
+	Node node.Config
+	// Name is the node's name; DataDir holds everything the agent keeps.
+	Name    string
+	DataDir string
+	// Bind is the host:port of the SSH port. Port 0 picks a free port (tests). The host must be an address
+	// other agents can reach unless Advertise says otherwise.
+	Bind string
+	// Advertise is the address other agents dial; empty means Bind's address once bound.
+	Advertise string
+	// GossipPort is memberlist's port; 0 means the SSH port + 1 (or a free port when that is 0).
+	GossipPort int
+	// Join lists agents' SSH addresses to join through (with Token) on the first start.
+	Join  []string
+	Token string
+	// BootstrapExpect, on the first agent, waits for that many agents before making the raft cluster.
+	BootstrapExpect int
+	// ControllerKey is an authorized_keys file whose keys become controllers when the cluster is made.
+	ControllerKey string
+	// Fast shortens raft and gossip timeouts (tests and the local dev cluster on one machine).
+	Fast bool
+	// Logger receives the agent's log; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Node: node.DefaultConfig(), Bind: net.JoinHostPort("0.0.0.0", strconv.Itoa(DefaultPort)), Logger: slog.Default()}
+}
+
+// Validate fills defaults and checks the fields against each other.
+func (c *Config) Validate() error {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Name != "" {
+		c.Node.Name = c.Name
+	}
+	if c.DataDir != "" {
+		c.Node.DataDir = c.DataDir
+	}
+	c.Node.Logger = c.Logger
+	if err := c.Node.Validate(); err != nil {
+		return err
+	}
+	c.Name, c.DataDir = c.Node.Name, c.Node.DataDir
+	host, port, err := net.SplitHostPort(c.Bind)
+	if err != nil {
+		return fmt.Errorf("%w: --bind %q: use HOST:PORT (%v)", node.ErrInvalid, c.Bind, err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return fmt.Errorf("%w: --bind %q: the port is not a number", node.ErrInvalid, c.Bind)
+	}
+	if ip := net.ParseIP(host); ip == nil && host != "" {
+		return fmt.Errorf("%w: --bind %q: use an IP address", node.ErrInvalid, c.Bind)
+	}
+	if len(c.Join) > 0 && c.Token == "" {
+		return fmt.Errorf("%w: --join needs --token (get one with `ferry cluster token` on a member)", node.ErrInvalid)
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 5 {
+		return fmt.Errorf("%w: --bootstrap-expect %d: use 1 to 5 (raft voters)", node.ErrInvalid, c.BootstrapExpect)
+	}
+	if c.BootstrapExpect > 1 && len(c.Join) > 0 {
+		return fmt.Errorf("%w: --bootstrap-expect is for the first agent; joining agents take --join and --token only", node.ErrInvalid)
+	}
+	return nil
+}
+
+// timing is raft and gossip timing for this config.
+func (c *Config) failoverTimeouts() (heartbeat, election, lease time.Duration) {
+	if c.Fast {
+		return 500 * time.Millisecond, 500 * time.Millisecond, 250 * time.Millisecond
+	}
+	return 0, 0, 0 // raft's defaults (1 s): failover in about 1-2 s
+}

@@ -1,0 +1,19 @@
+// Package agent is the whole ferry agent process of one host: the node (runc, CRIU, images), its place in the
+// cluster (raft state and memberlist membership), and its one SSH port, which carries the operator API,
+// agent-to-agent calls, raft and (later) checkpoint streams and tunnels. The command line's `ferry agent` is
+// a thin wrapper around Start.
+//
+// The first agent (no --join) makes the cluster: a certificate authority, a cluster secret (which also keys
+// the gossip encryption), and a one-node raft cluster. Other agents join with a token from `ferry cluster
+// token`: they prove the token over SSH, get their host and user certificates signed by the cluster's CA,
+// and from then on agents accept only each other's certificates. The leader adds joined members to raft
+// (as voters up to five, non-voters beyond).
+//
+// Usage:
+//
+//	cfg := agent.DefaultConfig()
+//	cfg.Name, cfg.DataDir, cfg.Bind = "vg-1", "/var/lib/ferry", "10.77.0.11:7400"
+//	a, err := agent.Start(ctx, cfg)
+//	...
+//	<-ctx.Done(); a.Close()
+package agent

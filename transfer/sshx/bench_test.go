@@ -1,0 +1,132 @@
+package sshx
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+const benchTotal = 256 << 20
+
+// sinkHandler reads a channel to EOF and then answers one byte.
+func sinkHandler(_ context.Context, ch *Channel) {
+	io.Copy(io.Discard, ch)
+	ch.Write([]byte{1})
+}
+
+// pushAll writes total bytes spread over conns in parallel and waits for
+// every sink to confirm.
+func pushAll(b *testing.B, conns []net.Conn, total int) {
+	buf := make([]byte, 256<<10)
+	per := total / len(conns)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() {
+			for sent := 0; sent < per; sent += len(buf) {
+				if _, err := c.Write(buf[:min(len(buf), per-sent)]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			c.(closeWriter).CloseWrite()
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkChannelThroughput moves 256 MiB per iteration over 1 and 4 SSH
+// channels on one connection, for each cipher; MB/s is the payload rate.
+func BenchmarkChannelThroughput(b *testing.B) {
+	ca := newTestCA(b)
+	for _, cipher := range []string{ssh.CipherAES128GCM, ssh.CipherChaCha20Poly1305} {
+		for _, channels := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/%dch", cipher, channels), func(b *testing.B) {
+				srv, addr := startServer(b, newTestIdentity(b, ca, "target"), "", func(c *ServerConfig) {
+					c.Ciphers = []string{cipher}
+				})
+				srv.Handle(ChannelStream, []string{RoleAgent}, sinkHandler)
+				pool := NewPool(&Dialer{Identity: newTestIdentity(b, ca, "source"), Ciphers: []string{cipher}})
+				defer pool.Close()
+				b.SetBytes(benchTotal)
+				b.ResetTimer()
+				for b.Loop() {
+					conns := make([]net.Conn, channels)
+					for i := range conns {
+						c, err := pool.Open(context.Background(), addr, ChannelStream, nil)
+						if err != nil {
+							b.Fatal(err)
+						}
+						conns[i] = c
+					}
+					pushAll(b, conns, benchTotal)
+					for _, c := range conns {
+						c.Close()
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkSeparateConnections moves 256 MiB over 4 channels on 4 SSH
+// connections, to show whether encryption on one connection is the limit.
+func BenchmarkSeparateConnections(b *testing.B) {
+	ca := newTestCA(b)
+	srv, addr := startServer(b, newTestIdentity(b, ca, "target"), "", nil)
+	srv.Handle(ChannelStream, []string{RoleAgent}, sinkHandler)
+	d := &Dialer{Identity: newTestIdentity(b, ca, "source")}
+	b.SetBytes(benchTotal)
+	for b.Loop() {
+		conns := make([]net.Conn, 4)
+		for i := range conns {
+			sc, err := d.Dial(context.Background(), addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sc.Close()
+			if conns[i], err = sc.OpenChannel(context.Background(), ChannelStream, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		pushAll(b, conns, benchTotal)
+	}
+}
+
+// BenchmarkTCPBaseline is the same transfer over plain loopback TCP.
+func BenchmarkTCPBaseline(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(io.Discard, c)
+				c.Write([]byte{1})
+				c.Close()
+			}()
+		}
+	}()
+	b.SetBytes(benchTotal)
+	for b.Loop() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		pushAll(b, []net.Conn{c}, benchTotal)
+		c.Close()
+	}
+}
