@@ -393,4 +393,3 @@ func (a *Agent) Close() {
 		}
 	})
 }
-

@@ -13,7 +13,7 @@ import (
 // Files under DataDir/identity.
 const (
 	identityDir = "identity"
-	caKeyFile   = "ca_key"        // only on the agent that made the cluster
+	caKeyFile   = "ca_key"         // only on the agent that made the cluster
 	secretFile  = "cluster_secret" // gossip key and join tokens are derived from it
 )
 

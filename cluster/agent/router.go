@@ -32,7 +32,9 @@ func (c Caller) trusted() bool { return c.Role == "agent" || c.Role == "root" }
 type callerKey struct{}
 
 // WithCaller returns ctx carrying the caller, for the router to check.
-func WithCaller(ctx context.Context, c Caller) context.Context { return context.WithValue(ctx, callerKey{}, c) }
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
 
 func callerOf(r *http.Request) Caller {
 	c, _ := r.Context().Value(callerKey{}).(Caller)

@@ -40,7 +40,6 @@ func FuzzParseToken(f *testing.F) {
 	})
 }
 
-
 func TestLoadSigner(t *testing.T) {
 	dir := t.TempDir()
 	_, priv, _ := generateEd25519()
