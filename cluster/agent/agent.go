@@ -97,11 +97,16 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 func (a *Agent) waitLeader(ctx context.Context) {
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if leader, err := a.store.WaitLeader(wctx); err != nil {
-		a.log.Warn("no raft leader yet; writes wait for one (a majority of the voters must be up)", "err", err)
-	} else {
-		a.log.Info("raft leader", "leader", leader)
+	last, _ := strconv.ParseUint(a.store.Stats()["last_log_index"], 10, 64)
+	leader, err := a.store.WaitLeader(wctx)
+	if err == nil {
+		err = a.store.WaitIndex(wctx, last) // the entries this node had before a restart are applied again
 	}
+	if err != nil {
+		a.log.Warn("no raft leader yet, or the state is behind; writes wait for a leader (a majority of the voters must be up)", "err", err)
+		return
+	}
+	a.log.Info("raft leader", "leader", leader, "applied_index", a.store.AppliedIndex())
 }
 
 // advertised returns the address other agents dial: the configured one, or the bound one (which must then
@@ -225,10 +230,36 @@ func (a *Agent) startGossip(first bool) error {
 	return nil
 }
 
-// joinGossip joins the gossip of the agents named by --join, and of every node the raft state knows (so an
-// agent restarted from its data dir finds the others again). It keeps trying in the background until one
-// answers.
+// joinGossip joins the gossip of the agents named by --join and of every node the raft state knows (so an
+// agent restarted from its data dir finds the others again, once raft has caught up). It keeps trying in the
+// background, with the addresses recomputed each time, until another member answers.
 func (a *Agent) joinGossip() {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for delay := 200 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+			if addrs := a.gossipSeeds(); len(addrs) > 0 {
+				if n, err := a.members.Join(addrs); err == nil && n > 0 {
+					a.log.Info("joined gossip", "members_contacted", n)
+					return
+				} else if err != nil {
+					a.log.Debug("gossip join", "err", err)
+				}
+			} else if len(a.store.State().Nodes) > 0 {
+				return // the only node the cluster knows is this one
+			}
+			select {
+			case <-a.ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+		}
+	}()
+}
+
+// gossipSeeds are the gossip addresses to join through: --join's hosts at their gossip port, and the other
+// nodes of the raft state.
+func (a *Agent) gossipSeeds() []string {
 	var addrs []string
 	for _, j := range a.cfg.Join {
 		if h, p, err := net.SplitHostPort(j); err == nil {
@@ -241,26 +272,7 @@ func (a *Agent) joinGossip() {
 			addrs = append(addrs, n.GossipAddr)
 		}
 	}
-	if len(addrs) == 0 {
-		return
-	}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		for delay := 200 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
-			if n, err := a.members.Join(addrs); err == nil && n > 0 {
-				a.log.Info("joined gossip", "members_contacted", n)
-				return
-			} else if err != nil {
-				a.log.Debug("gossip join", "err", err)
-			}
-			select {
-			case <-a.ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-		}
-	}()
+	return addrs
 }
 
 // meta is this node's gossiped metadata.

@@ -97,6 +97,9 @@ func joinCluster(ctx context.Context, cfg Config) (*credentials, error) {
 	for _, addr := range cfg.Join {
 		grant, err := sshx.Join(ctx, addr, cfg.Token, id.Signer, cfg.Name, fp)
 		if err != nil {
+			if !errors.Is(err, sshx.ErrJoinRefused) && !errors.Is(err, sshx.ErrUnknownCA) && !errors.Is(err, sshx.ErrBadToken) {
+				err = fmt.Errorf("%w; check the address (ferry node ls on a member lists them) and that its agent runs", err)
+			}
 			errs = append(errs, err)
 			continue
 		}

@@ -109,7 +109,7 @@ func (rt *Router) nodeAddr(name string) (string, error) {
 	if addr == "" {
 		return "", fmt.Errorf("%w: no node named %q in the cluster (ferry node ls lists them)", node.ErrNotFound, name)
 	}
-	if status == cluster.StatusDead || status == cluster.StatusLeft {
+	if name != rt.self && (status == cluster.StatusDead || status == cluster.StatusLeft) {
 		return addr, fmt.Errorf("%w: node %s is %s", api.ErrNodeUnreachable, name, status)
 	}
 	return addr, nil

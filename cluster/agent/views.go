@@ -118,7 +118,7 @@ func (rt *Router) askAll(ctx context.Context, st *cluster.State, path string) ma
 	out := map[string]json.RawMessage{}
 	var wg sync.WaitGroup
 	for _, n := range st.NodeList() {
-		if n.Status == cluster.StatusDead || n.Status == cluster.StatusLeft {
+		if n.Name != rt.self && (n.Status == cluster.StatusDead || n.Status == cluster.StatusLeft) {
 			continue
 		}
 		wg.Add(1)
