@@ -7,7 +7,8 @@
 # `down` removes everything `up` made, also after a crash (it finds things by name, not by what it recorded).
 #
 # Settings (environment): FERRY_DEV_HOSTS (3), FERRY_DEV_PREFIX (vg), FERRY_DEV_NET (10.77.0),
-# FERRY_DEV_BRIDGE (ferrybr0), FERRY_DEV_DIR (/var/lib/ferry-dev), FERRY_DEV_PORT (7400), FERRY_BIN (built here).
+# FERRY_DEV_BRIDGE (ferrybr0), FERRY_DEV_DIR (/var/lib/ferry-dev), FERRY_DEV_PORT (7400), FERRY_BIN (built here),
+# FERRY_DEV_AGENT_FLAGS (extra flags for every agent).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 hosts=${FERRY_DEV_HOSTS:-3}
@@ -65,7 +66,7 @@ up() {
 		[ "$i" -gt 1 ] && join=(--join "$first")
 		bash "$here/provision.sh" --name "$name" --bind "$(addr_of "$i"):$port" "${join[@]}" \
 			--token-file "$dir/token" --data-dir "$data" --binary "$bin" --netns "$name" --log "$dir/$name.log" \
-			${FERRY_DEV_AGENT_FLAGS:-}
+			-- ${FERRY_DEV_AGENT_FLAGS:-}
 	done
 	echo
 	"$bin" --addr "unix://$(sock_of 1)" node ls || true

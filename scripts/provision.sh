@@ -4,12 +4,12 @@
 # network-namespace host on this machine (as a process inside the namespace). One path for both.
 #
 #   provision.sh --name vg-2 --bind 10.77.0.12:7400 [--join 10.77.0.11:7400] [--token-file F]
-#                [--data-dir D] [--binary PATH] [--netns NS --log FILE | --systemd] [--evacuate-on-shutdown]
+#                [--data-dir D] [--binary PATH] [--netns NS --log FILE | --systemd] [-- EXTRA AGENT FLAGS]
 #
 # The first node (no --join) makes the cluster and writes a join token to --token-file; the others read it.
 set -euo pipefail
 
-name= bind= join= token_file= data_dir= binary= netns= log= mode= evacuate=
+name= bind= join= token_file= data_dir= binary= netns= log= mode= extra=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--name) name=$2; shift 2 ;;
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
 	--netns) netns=$2; mode=netns; shift 2 ;;
 	--log) log=$2; shift 2 ;;
 	--systemd) mode=systemd; shift ;;
-	--evacuate-on-shutdown) evacuate=--evacuate-on-shutdown; shift ;;
+	--) shift; extra=("$@"); break ;;
 	*) echo "provision.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -44,7 +44,7 @@ if [ -z "$binary" ]; then
 fi
 
 args=(agent --name "$name" --data-dir "$data_dir" --bind "$bind")
-[ -n "$evacuate" ] && args+=("$evacuate")
+args+=("${extra[@]}")
 if [ -n "$join" ] && [ ! -e "$data_dir/identity/key" ]; then
 	for _ in $(seq 100); do [ -s "$token_file" ] && break; sleep 0.2; done
 	[ -s "$token_file" ] || { echo "provision: no join token in $token_file; provision the first node first" >&2; exit 1; }

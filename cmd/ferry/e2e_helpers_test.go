@@ -246,10 +246,21 @@ type result struct {
 // ferry runs the command line against this agent.
 func (a *testAgent) ferry(args ...string) result {
 	a.t.Helper()
+	return a.run(append(os.Environ(), "FERRY_ADDR=unix://"+a.socket()), args...)
+}
+
+// ferryNoAddr runs the command line without pointing it at this agent.
+func (a *testAgent) ferryNoAddr(args ...string) result {
+	a.t.Helper()
+	return a.run(os.Environ(), args...)
+}
+
+func (a *testAgent) run(env []string, args ...string) result {
+	a.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bins.ferry, args...)
-	cmd.Env = append(os.Environ(), "FERRY_ADDR=unix://"+a.socket())
+	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
