@@ -29,6 +29,7 @@ type Agent struct {
 
 	mu         sync.Mutex
 	containers map[string]*entry
+	incoming   incomingSet
 
 	ctx    context.Context // ends at Close: stops the watchers
 	cancel context.CancelFunc

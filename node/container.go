@@ -19,8 +19,9 @@ const (
 	StateCheckpointing = "checkpointing"
 	StateCheckpointed  = "checkpointed"
 	StateRestoring     = "restoring"
-	StateExited        = "exited"  // its process ended by itself
-	StateStopped       = "stopped" // stopped by an operator
+	StateMigrating     = "migrating" // frozen on this node while a migration moves it away
+	StateExited        = "exited"    // its process ended by itself
+	StateStopped       = "stopped"   // stopped by an operator
 )
 
 // ContainerConfig is a container's recorded configuration: everything needed to create it again, and what a

@@ -23,7 +23,7 @@ func (a *Agent) reattach(ctx context.Context) {
 		a.containers[name] = e
 		a.removePending(name)
 		switch e.c.State {
-		case StateRunning, StateCheckpointing, StateRestoring, StateCreated:
+		case StateRunning, StateCheckpointing, StateRestoring, StateCreated, StateMigrating:
 		default:
 			continue
 		}
@@ -63,6 +63,16 @@ func (a *Agent) reattachOne(ctx context.Context, e *entry) bool {
 		}
 		a.log.Warn("container is no longer running", "container", name, "was", c.State)
 		return false
+	}
+	if c.State == StateMigrating && st.Status == "paused" {
+		// Frozen for a migration: only the migration's owner (the leader) may say whether it moved (then
+		// this copy is removed) or not (then it is thawed). Thawing it here could run it in two places.
+		_ = e.update(func(c *Container) {
+			c.Pid, c.Note = st.Pid, "frozen by a migration that an agent restart interrupted; the cluster's leader finishes or rolls it back"
+		})
+		a.watch(e, c.ShimPid)
+		a.log.Warn("container frozen by an interrupted migration; waiting for the leader", "container", name)
+		return true
 	}
 	if st.Status == "paused" {
 		_ = a.runc.Resume(ctx, name) // a checkpoint paused it and the agent died before resuming it

@@ -32,6 +32,10 @@ type Agent struct {
 	router  *Router
 	addr    string // advertised SSH address (also the raft address)
 
+	pages      pageSums    // page tunnels' hashes, by migration
+	received   receivedSet // migration streams received, by migration
+	migrations runningJobs // migrations this agent drives as the leader
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -152,6 +156,8 @@ func (a *Agent) startSSH(ln net.Listener) error {
 	}
 	a.srv = srv
 	a.pool = sshx.NewPool(&sshx.Dialer{Identity: a.creds.id, Logger: a.log})
+	srv.Handle(sshx.ChannelStream, []string{sshx.RoleAgent}, a.serveStream)
+	srv.Handle(channelPages, []string{sshx.RoleAgent}, a.servePages)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -215,6 +221,16 @@ func (a *Agent) startGossip(first bool) error {
 	a.joinGossip()
 	a.store.OnLeadership(func(ctx context.Context) {
 		cluster.RunReconciler(ctx, a.store, a.members, a.members.Events(), 2*time.Second)
+	})
+	a.store.OnLeadership(func(ctx context.Context) {
+		for {
+			a.recoverMigrations(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+		}
 	})
 	if first && a.cfg.BootstrapExpect > 1 {
 		a.wg.Add(1)
@@ -312,6 +328,7 @@ func abs(v int64) int64 {
 
 func (a *Agent) startAPI() error {
 	a.router = NewRouter(a.cfg.Name, a.store, api.NewServer(a.node, a.log), a, a.token, a.log)
+	a.registerInternal(a.router)
 	roles := []string{sshx.RoleAgent, sshx.RoleController, sshx.RoleViewer}
 	sshAPI := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {

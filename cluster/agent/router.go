@@ -72,8 +72,16 @@ func NewRouter(self string, store *cluster.Store, local http.Handler, peers Peer
 	r.mux.HandleFunc("POST /v1/images", r.importImage)
 	r.mux.HandleFunc("POST /v1/internal/forward", r.forward)
 	r.mux.HandleFunc("GET /v1/cluster/token", r.joinToken)
+	r.mux.HandleFunc("GET /v1/cluster/ca", r.clusterCA)
+	r.mux.HandleFunc("GET /v1/operators", r.listOperators)
+	r.mux.HandleFunc("POST /v1/operators", r.addOperator)
+	r.mux.HandleFunc("DELETE /v1/operators/{id...}", r.removeOperator)
+	r.mux.HandleFunc("POST /v1/internal/disconnect", r.disconnect)
 	return r
 }
+
+// handle adds a route (the agent adds its agent-to-agent and job routes).
+func (rt *Router) handle(pattern string, h http.HandlerFunc) { rt.mux.HandleFunc(pattern, h) }
 
 // ServeHTTP checks the caller's role, then routes.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -76,7 +76,9 @@ The command line talks to an agent: by default the local one's root-only socket
 	pf.StringVar(&g.identity, "identity", envOr("FERRY_IDENTITY", ""), "SSH private key file for ssh:// addresses (env FERRY_IDENTITY)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newAgentCmd(), newShimCmd(), newImageCmd(), newRunCmd(), newPsCmd(), newLogsCmd(), newExecCmd(),
-		newStopCmd(), newRmCmd(), newCheckpointCmd(), newRestoreCmd(), newNodeCmd(), newClusterCmd())
+		newStopCmd(), newRmCmd(), newCheckpointCmd(), newRestoreCmd(), newNodeCmd(), withClusterCA(newClusterCmd()))
+	root.AddCommand(newOperatorCmd())
+	root.AddCommand(newMigrateCmd())
 	return root
 }
 
@@ -97,7 +99,7 @@ func client() (*api.Client, error) {
 	case strings.HasPrefix(addr, "unix://"):
 		return api.NewUnixClient(strings.TrimPrefix(addr, "unix://")), nil
 	case strings.HasPrefix(addr, "ssh://"):
-		return nil, usagef("--addr %s: ssh:// addresses are not served by this agent yet; use its unix:// socket", addr)
+		return sshClient(addr)
 	case strings.HasPrefix(addr, "/"):
 		return api.NewUnixClient(addr), nil
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/ferryhq/ferry/migrate"
 	"github.com/ferryhq/ferry/node"
 	"github.com/ferryhq/ferry/node/images"
 	"github.com/ferryhq/ferry/node/runtime"
@@ -258,4 +259,11 @@ func (c *Client) ClusterImages(ctx context.Context) ([]ImageView, error) {
 func (c *Client) JoinToken(ctx context.Context) (string, error) {
 	var out TokenResponse
 	return out.Token, c.call(ctx, "GET", "/v1/cluster/token", nil, &out)
+}
+
+// Migrate asks the cluster to move a container and returns the report (also for a migration that rolled
+// back; its Outcome says so).
+func (c *Client) Migrate(ctx context.Context, req MigrateRequest, progress node.ProgressFunc) (*migrate.Report, error) {
+	var rep migrate.Report
+	return &rep, c.stream(ctx, "POST", "/v1/migrations", req, progressEvents(progress), &rep)
 }

@@ -115,3 +115,16 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		}
 	}
 }
+
+// EventWriter streams events to a client (for long operations served outside this package). Its methods
+// must be called from one goroutine at a time.
+type EventWriter struct{ ew *eventWriter }
+
+// NewEventWriter starts an event stream answer on w.
+func NewEventWriter(w http.ResponseWriter) *EventWriter { return &EventWriter{newEventWriter(w)} }
+
+// Send writes one event of type typ carrying v.
+func (e *EventWriter) Send(typ string, v any) error { return e.ew.send(typ, v) }
+
+// Fail ends the stream with an error event.
+func (e *EventWriter) Fail(err error) { e.ew.fail(err) }

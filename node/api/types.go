@@ -55,3 +55,40 @@ type RunRequest struct {
 type TokenResponse struct {
 	Token string `json:"token"`
 }
+
+// OperatorView is an operator's key and role, as `ferry operator ls` shows it.
+type OperatorView struct {
+	ID        string `json:"id"` // SHA256 fingerprint of the key
+	Name      string `json:"name"`
+	Role      string `json:"role"`       // controller or viewer
+	PublicKey string `json:"public_key"` // authorized_keys form
+}
+
+// AddOperatorRequest adds one operator key. PublicKey is one key in authorized_keys form; its comment is the
+// name unless Name is set.
+type AddOperatorRequest struct {
+	PublicKey string `json:"public_key"`
+	Name      string `json:"name,omitempty"`
+	Role      string `json:"role"`
+}
+
+// RemoveOperatorResponse says which operator was removed and how many of its open SSH connections the agents
+// closed.
+type RemoveOperatorResponse struct {
+	Operator     OperatorView `json:"operator"`
+	Disconnected int          `json:"disconnected"`
+}
+
+// CAResponse is the cluster CA's public key (authorized_keys form) and fingerprint.
+type CAResponse struct {
+	PublicKey   string `json:"public_key"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// MigrateRequest asks the cluster to move a container.
+type MigrateRequest struct {
+	Container string `json:"container"`
+	Source    string `json:"source,omitempty"` // if given, must be where the container runs
+	Target    string `json:"target"`
+	Mode      string `json:"mode,omitempty"` // auto (default), stop-copy, pre-copy, post-copy
+}

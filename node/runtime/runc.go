@@ -180,6 +180,7 @@ type CheckpointOptions struct {
 	WorkPath       string // CRIU's log and stats-dump
 	LeaveRunning   bool   // keep the container running (or paused, if it was) after the dump
 	TCPEstablished bool   // allow established TCP connections (they are restored in repair mode)
+	PageServer     string // "ADDR:PORT": send the memory pages to CRIU's page server there instead of to ImagePath
 }
 
 // Checkpoint dumps the container with CRIU through runc. Without LeaveRunning the container is gone afterwards.
@@ -190,6 +191,9 @@ func (r *Runc) Checkpoint(ctx context.Context, id string, o CheckpointOptions) e
 	}
 	if o.TCPEstablished {
 		args = append(args, "--tcp-established")
+	}
+	if o.PageServer != "" {
+		args = append(args, "--page-server", o.PageServer)
 	}
 	_, err := r.run(ctx, append(args, id)...)
 	if err != nil {

@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/cluster"
+	"github.com/ferryhq/ferry/migrate"
+	"github.com/ferryhq/ferry/node"
+	"github.com/ferryhq/ferry/node/api"
+	"github.com/ferryhq/ferry/node/checkpoint"
+)
+
+// runningJobs are the migrations this agent runs as the leader.
+type runningJobs struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (r *runningJobs) add(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil {
+		r.ids = map[string]bool{}
+	}
+	r.ids[id] = true
+}
+
+func (r *runningJobs) done(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.ids, id)
+}
+
+func (r *runningJobs) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ids[id]
+}
+
+// migrateCmd is `ferry migrate`: on the leader, it plans the job, records it in raft and runs it, streaming
+// progress; the answer's result is the report, also when the migration rolled back.
+func (a *Agent) migrateCmd(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		api.WriteError(w, err)
+		return
+	}
+	var req api.MigrateRequest
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
+		api.WriteError(w, fmt.Errorf("%w: request body: %v", node.ErrInvalid, err))
+		return
+	}
+	if a.router.proxyToLeader(w, r, body) {
+		return
+	}
+	job, err := a.planMigration(req)
+	if err != nil {
+		api.WriteError(w, err)
+		return
+	}
+	ctx := context.WithoutCancel(r.Context())
+	cj := cluster.MigrationJob{ID: job.ID, Container: job.Container, Source: job.Source, Target: job.Target, Mode: job.Mode}
+	if _, err := a.store.Apply(ctx, &cluster.CreateMigration{Job: cj}); err != nil {
+		api.WriteError(w, clusterError(err))
+		return
+	}
+	a.migrations.add(job.ID)
+	defer a.migrations.done(job.ID)
+	ew := api.NewEventWriter(w)
+	var mu sync.Mutex
+	progress := func(p migrate.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = ew.Send(api.EventProgress, node.Progress{Phase: p.Phase, Bytes: p.Bytes, Elapsed: p.Elapsed})
+	}
+	a.log.Info("migration starts", "job", job.ID, "container", job.Container, "from", job.Source, "to", job.Target, "mode", job.Mode)
+	rep, err := migrate.Run(ctx, job, migrationNodes{a}, raftRecorder{a.store}, migrate.Options{Progress: progress, Logger: a.log})
+	if err != nil {
+		a.log.Warn("migration rolled back", "job", job.ID, "err", err)
+	} else {
+		a.log.Info("migration committed", "job", job.ID, "downtime", rep.Downtime.Round(time.Millisecond), "total", rep.Total.Round(time.Millisecond))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	_ = ew.Send(api.EventResult, rep)
+}
+
+// planMigration checks the request against the cluster's state and picks the mode.
+func (a *Agent) planMigration(req api.MigrateRequest) (migrate.Job, error) {
+	st := a.store.State()
+	c, ok := st.Containers[req.Container]
+	if !ok {
+		return migrate.Job{}, fmt.Errorf("%w: no container named %q in the cluster (ferry ps lists them)", node.ErrNotFound, req.Container)
+	}
+	if req.Source != "" && req.Source != c.Node {
+		return migrate.Job{}, fmt.Errorf("%w: container %s runs on %s, not %s", node.ErrInvalid, c.Name, c.Node, req.Source)
+	}
+	if req.Target == c.Node {
+		return migrate.Job{}, fmt.Errorf("%w: container %s already runs on %s", node.ErrInvalid, c.Name, c.Node)
+	}
+	dst, ok := st.Nodes[req.Target]
+	if !ok {
+		return migrate.Job{}, fmt.Errorf("%w: no node named %q in the cluster (ferry node ls lists them)", node.ErrNotFound, req.Target)
+	}
+	switch {
+	case dst.Status != cluster.StatusAlive:
+		return migrate.Job{}, fmt.Errorf("%w: node %s is %s; choose another target", node.ErrState, dst.Name, dst.Status)
+	case !dst.Eligible:
+		return migrate.Job{}, fmt.Errorf("%w: node %s is draining; choose another target or undrain it", node.ErrState, dst.Name)
+	case dst.Maintenance:
+		return migrate.Job{}, fmt.Errorf("%w: node %s is in maintenance; choose another target", node.ErrState, dst.Name)
+	}
+	if m := st.ActiveMigration(c.Name); m != nil {
+		return migrate.Job{}, fmt.Errorf("%w: container %s is already being migrated (job %s)", node.ErrState, c.Name, m.ID)
+	}
+	src := st.Nodes[c.Node]
+	if src == nil || src.Status != cluster.StatusAlive {
+		return migrate.Job{}, fmt.Errorf("%w: the container's node %s is not alive; a migration needs it", node.ErrState, c.Node)
+	}
+	mode, err := migrate.ChooseMode(req.Mode, src.Name, dst.Name, cluster.FeatureList(src.Features), cluster.FeatureList(dst.Features))
+	if err != nil {
+		return migrate.Job{}, fmt.Errorf("%w: %v", node.ErrInvalid, err)
+	}
+	if mode == migrate.ModePreCopy && req.Mode != migrate.ModePreCopy {
+		mode = migrate.ModeStopCopy // auto: this version does not run pre-copy rounds yet
+	}
+	if mode != migrate.ModeStopCopy {
+		return migrate.Job{}, fmt.Errorf("%w: mode %s is not run by this version yet; use --mode stop-copy", node.ErrInvalid, mode)
+	}
+	if !slices.Contains(cluster.FeatureList(dst.Features), "network_lock") {
+		return migrate.Job{}, fmt.Errorf("%w: node %s's CRIU cannot be used (its probe failed: see ferry node info %s)", node.ErrState, dst.Name, dst.Name)
+	}
+	return migrate.Job{ID: checkpoint.NewID(time.Now()), Container: c.Name, Image: c.Image, Source: c.Node, Target: dst.Name, Mode: mode}, nil
+}
+
+// recoverMigrations runs on a new leader: every unfinished migration a previous leader left is finished or
+// rolled back, so that the container ends up running in exactly one place.
+func (a *Agent) recoverMigrations(ctx context.Context) {
+	for _, m := range a.store.State().UnfinishedMigrations() {
+		if a.migrations.has(m.ID) {
+			continue
+		}
+		job := migrate.Job{ID: m.ID, Container: m.Container, Source: m.Source, Target: m.Target, Mode: m.Mode}
+		if c, ok := a.store.State().Containers[m.Container]; ok {
+			job.Image = c.Image
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		outcome, err := migrate.Recover(rctx, job, migrationNodes{a}, raftRecorder{a.store})
+		cancel()
+		if err != nil {
+			a.log.Error("could not finish a migration the previous leader left; will retry", "job", m.ID, "err", err)
+			continue
+		}
+		a.log.Info("finished a migration the previous leader left", "job", m.ID, "container", m.Container, "outcome", outcome)
+	}
+}

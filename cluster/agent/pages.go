@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/transfer/sshx"
+)
+
+// channelPages carries CRIU's page-server protocol from the source's CRIU (which connects to a port on the
+// source's loopback) to the target's page server (on the target's loopback). Only agents may open it, and
+// only to the page server of a migration the target prepared. Both ends hash the bytes that go from the
+// source to the target, and the target compares before it restores: the pages are checked end to end.
+const channelPages = "ferry-pages"
+
+type pagesHeader struct {
+	ID string `json:"id"`
+}
+
+// pageSum is the hash and size of what went through a page tunnel in the source-to-target direction.
+type pageSum struct {
+	SHA256 string
+	Bytes  int64
+	Err    error
+}
+
+type pageSums struct {
+	mu   sync.Mutex
+	sums map[string]chan pageSum
+}
+
+func (p *pageSums) slot(id string) chan pageSum {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sums == nil {
+		p.sums = map[string]chan pageSum{}
+	}
+	ch, ok := p.sums[id]
+	if !ok {
+		ch = make(chan pageSum, 1)
+		p.sums[id] = ch
+	}
+	return ch
+}
+
+func (p *pageSums) drop(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.sums, id)
+}
+
+// servePages is the target's end of a page tunnel.
+func (a *Agent) servePages(ctx context.Context, ch *sshx.Channel) {
+	var h pagesHeader
+	if err := json.Unmarshal(ch.ExtraData(), &h); err != nil {
+		return
+	}
+	in, err := a.node.Incoming(h.ID)
+	if err != nil || in.PagePort == 0 {
+		a.log.Warn("page tunnel for an unknown migration refused", "id", h.ID, "peer", ch.Peer().Name)
+		return
+	}
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", in.PagePort), 5*time.Second)
+	if err != nil {
+		a.pages.slot(h.ID) <- pageSum{Err: fmt.Errorf("connecting to the page server: %w", err)}
+		return
+	}
+	defer conn.Close()
+	sum, n, err := splice(ch, conn)
+	a.pages.slot(h.ID) <- pageSum{SHA256: sum, Bytes: n, Err: err}
+}
+
+// pageTunnel is the source's end: it listens on the source's loopback for CRIU's connection and forwards it
+// to the target agent's page server. done returns the hash and size of what was sent.
+type pageTunnel struct {
+	ln     net.Listener
+	result chan pageSum
+}
+
+func (a *Agent) openPageTunnel(ctx context.Context, targetAddr, id string) (*pageTunnel, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	t := &pageTunnel{ln: ln, result: make(chan pageSum, 1)}
+	extra, _ := json.Marshal(pagesHeader{ID: id})
+	go func() {
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			t.result <- pageSum{Err: err}
+			return
+		}
+		defer c.Close()
+		ch, err := a.pool.Open(ctx, targetAddr, channelPages, extra)
+		if err != nil {
+			t.result <- pageSum{Err: fmt.Errorf("opening the page tunnel to %s: %w", targetAddr, err)}
+			return
+		}
+		defer ch.Close()
+		sum, n, err := splice(c, ch)
+		t.result <- pageSum{SHA256: sum, Bytes: n, Err: err}
+	}()
+	return t, nil
+}
+
+// Addr is where CRIU on the source sends the pages.
+func (t *pageTunnel) Addr() string { return t.ln.Addr().String() }
+
+// Wait returns what went through, once CRIU closed its connection.
+func (t *pageTunnel) Wait(ctx context.Context) pageSum {
+	select {
+	case r := <-t.result:
+		return r
+	case <-ctx.Done():
+		t.ln.Close()
+		return pageSum{Err: ctx.Err()}
+	}
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// splice copies both ways between from (the side CRIU's client is on) and to, hashing what goes from
+// from to to, until both directions end. It returns that direction's sha256 and size.
+func splice(from, to io.ReadWriter) (string, int64, error) {
+	h := sha256.New()
+	var n int64
+	var fwdErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n, fwdErr = io.Copy(io.MultiWriter(to, hashWriter{h}), from)
+		if cw, ok := to.(closeWriter); ok {
+			_ = cw.CloseWrite()
+		}
+	}()
+	_, backErr := io.Copy(from, to)
+	if cw, ok := from.(closeWriter); ok {
+		_ = cw.CloseWrite()
+	}
+	<-done
+	err := fwdErr
+	if err == nil && backErr != nil && !errors.Is(backErr, net.ErrClosed) {
+		err = backErr
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+type hashWriter struct{ h hash.Hash }
+
+func (w hashWriter) Write(p []byte) (int, error) { return w.h.Write(p) }

@@ -1,0 +1,228 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/node/images"
+	"github.com/ferryhq/ferry/transfer/sshx"
+	"github.com/ferryhq/ferry/transfer/stream"
+)
+
+// Kinds of directory streams between agents (the header rides in the channel's extra data).
+const (
+	streamMigration = "migration" // the non-page part of a migration's dump, into the prepared checkpoint
+	streamImage     = "image"     // an image's missing layers (as tars) and its record
+	streamDiscard   = "discard"   // received, checked and thrown away (benchmarks, tests)
+)
+
+type streamHeader struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id,omitempty"`
+}
+
+// streamAck is the receiver's verdict, sent back on the channel once everything was received and checked.
+type streamAck struct {
+	OK    bool         `json:"ok"`
+	Error string       `json:"error,omitempty"`
+	Stats stream.Stats `json:"stats"`
+}
+
+// received remembers where a migration's stream landed, for the restore that follows.
+type receivedSet struct {
+	mu  sync.Mutex
+	dir map[string]string
+}
+
+func (r *receivedSet) put(id, dir string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dir == nil {
+		r.dir = map[string]string{}
+	}
+	r.dir[id] = dir
+}
+
+func (r *receivedSet) take(id string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.dir[id]
+	delete(r.dir, id)
+	return d, ok
+}
+
+// sendDir streams dir to the agent at addr and waits for its verdict.
+func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir string, progress func(stream.Progress)) (stream.Stats, error) {
+	m, err := stream.BuildManifest(ctx, dir)
+	if err != nil {
+		return stream.Stats{}, err
+	}
+	extra, _ := json.Marshal(h)
+	conn, err := a.pool.Open(ctx, addr, sshx.ChannelStream, extra)
+	if err != nil {
+		return stream.Stats{}, err
+	}
+	defer conn.Close()
+	opts := stream.DefaultSendOptions()
+	opts.Progress, opts.Logger = progress, a.log
+	st, err := stream.Send(ctx, conn, dir, m, opts)
+	if err != nil {
+		return st, err
+	}
+	if cw, ok := conn.(closeWriter); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	line, err := bufio.NewReader(io.LimitReader(conn, 64<<10)).ReadBytes('\n')
+	if err != nil {
+		return st, fmt.Errorf("no verdict from the receiver at %s: %w", addr, err)
+	}
+	var ack streamAck
+	if err := json.Unmarshal(line, &ack); err != nil {
+		return st, fmt.Errorf("bad verdict from the receiver at %s: %w", addr, err)
+	}
+	if !ack.OK {
+		return st, fmt.Errorf("the receiver at %s refused the stream: %s", addr, ack.Error)
+	}
+	return st, nil
+}
+
+// serveStream receives a directory stream, checks it, hands it on by kind and sends the verdict back.
+func (a *Agent) serveStream(ctx context.Context, ch *sshx.Channel) {
+	var h streamHeader
+	err := json.Unmarshal(ch.ExtraData(), &h)
+	var st stream.Stats
+	if err == nil {
+		st, err = a.receive(ctx, ch, h)
+	}
+	ack := streamAck{OK: err == nil, Stats: st}
+	if err != nil {
+		ack.Error = err.Error()
+		a.log.Warn("refused an incoming stream", "kind", h.Kind, "id", h.ID, "from", ch.Peer().Name, "err", err)
+	}
+	b, _ := json.Marshal(ack)
+	_, _ = ch.Write(append(b, '\n'))
+	_ = ch.CloseWrite()
+}
+
+func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (stream.Stats, error) {
+	base := filepath.Join(a.cfg.DataDir, "incoming")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return stream.Stats{}, err
+	}
+	opts := stream.DefaultReceiveOptions()
+	opts.Logger = a.log
+	switch h.Kind {
+	case streamMigration:
+		if _, err := a.node.Incoming(h.ID); err != nil {
+			return stream.Stats{}, err
+		}
+		dir := filepath.Join(base, "migration-"+h.ID)
+		_ = os.RemoveAll(dir)
+		_, st, err := stream.Receive(ctx, r, dir, opts)
+		if err == nil {
+			a.received.put(h.ID, dir)
+		}
+		return st, err
+	case streamImage, streamDiscard:
+		tmp, err := os.MkdirTemp(base, h.Kind+"-")
+		if err != nil {
+			return stream.Stats{}, err
+		}
+		defer os.RemoveAll(tmp)
+		dir := filepath.Join(tmp, "d")
+		_, st, err := stream.Receive(ctx, r, dir, opts)
+		if err == nil && h.Kind == streamImage {
+			err = a.storeImage(ctx, dir)
+		}
+		return st, err
+	}
+	return stream.Stats{}, fmt.Errorf("unknown stream kind %q", h.Kind)
+}
+
+// Layout of an image stream: image.json and layers/<hex>.tar for each layer the target lacked.
+const imageRecordFile = "image.json"
+
+// storeImage takes the layers and the record of an image stream into the node's image store.
+func (a *Agent) storeImage(ctx context.Context, dir string) error {
+	st := a.node.Images()
+	ents, _ := os.ReadDir(filepath.Join(dir, "layers"))
+	for _, e := range ents {
+		hexID := strings.TrimSuffix(e.Name(), ".tar")
+		f, err := os.Open(filepath.Join(dir, "layers", e.Name()))
+		if err != nil {
+			return err
+		}
+		err = st.ReceiveLayer(ctx, "sha256:"+hexID, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, imageRecordFile))
+	if err != nil {
+		return err
+	}
+	var img images.Image
+	if err := json.Unmarshal(b, &img); err != nil {
+		return fmt.Errorf("image record: %w", err)
+	}
+	if err := st.PutImage(&img); err != nil {
+		return err
+	}
+	a.log.Info("image received", "image", img.Name, "layers_sent", len(ents), "layers", len(img.Layers))
+	return nil
+}
+
+// pushImage sends image name (the layers target lacks, and the record) to the agent at targetAddr.
+func (a *Agent) pushImage(ctx context.Context, name, targetAddr string, have map[string]bool) (stream.Stats, error) {
+	img, err := a.node.Images().Get(name)
+	if err != nil {
+		return stream.Stats{}, err
+	}
+	base := filepath.Join(a.cfg.DataDir, "incoming")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return stream.Stats{}, err
+	}
+	tmp, err := os.MkdirTemp(base, "push-")
+	if err != nil {
+		return stream.Stats{}, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Mkdir(filepath.Join(tmp, "layers"), 0o700); err != nil {
+		return stream.Stats{}, err
+	}
+	for _, id := range img.Layers {
+		if have[id] {
+			continue
+		}
+		if err := writeLayerTar(ctx, a.node.Images(), id, filepath.Join(tmp, "layers", strings.TrimPrefix(id, "sha256:")+".tar")); err != nil {
+			return stream.Stats{}, err
+		}
+	}
+	b, _ := json.Marshal(img)
+	if err := os.WriteFile(filepath.Join(tmp, imageRecordFile), b, 0o600); err != nil {
+		return stream.Stats{}, err
+	}
+	return a.sendDir(ctx, targetAddr, streamHeader{Kind: streamImage, ID: name}, tmp, nil)
+}
+
+func writeLayerTar(ctx context.Context, st *images.Store, id, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := st.WriteLayer(ctx, id, f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,162 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Job states recorded in raft (the cluster's JobState values).
+const (
+	StatePlanned    = "planned"
+	StateDumping    = "dumping"
+	StateStreaming  = "streaming"
+	StateRestoring  = "restoring"
+	StateCommitted  = "committed"
+	StateRolledBack = "rolled-back"
+	StateFailed     = "failed"
+)
+
+// Options modify Run.
+type Options struct {
+	// Progress receives the phases; nil is allowed.
+	Progress func(Progress)
+	// StepTimeout bounds each step; zero means 10 minutes.
+	StepTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Run carries out a stop-copy migration and returns its report. A failure before the target runs the
+// container rolls back (the report says so, and the error wraps ErrRolledBack and names the step and node).
+func Run(ctx context.Context, job Job, nodes Nodes, rec Recorder, opts Options) (*Report, error) {
+	if opts.StepTimeout == 0 {
+		opts.StepTimeout = 10 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	r := &runner{job: job, nodes: nodes, rec: rec, opts: opts, start: time.Now(), rep: &Report{Job: job}}
+	err := r.run(ctx)
+	r.rep.Total = time.Since(r.start)
+	return r.rep, err
+}
+
+type runner struct {
+	job   Job
+	nodes Nodes
+	rec   Recorder
+	opts  Options
+	start time.Time
+	rep   *Report
+}
+
+func (r *runner) phase(name string, bytes int64) {
+	if r.opts.Progress != nil {
+		r.opts.Progress(Progress{Phase: name, Bytes: bytes, Elapsed: time.Since(r.start)})
+	}
+}
+
+func (r *runner) step(ctx context.Context, name string, f func(context.Context) error) error {
+	sctx, cancel := context.WithTimeout(ctx, r.opts.StepTimeout)
+	defer cancel()
+	if err := f(sctx); err != nil {
+		r.rep.FailedStep = name
+		return err
+	}
+	return nil
+}
+
+func (r *runner) run(ctx context.Context) error {
+	j := r.job
+	r.phase("image", 0)
+	if err := r.step(ctx, "image", func(ctx context.Context) error { return r.nodes.EnsureImage(ctx, j) }); err != nil {
+		return r.fail(ctx, fmt.Errorf("getting image %s onto %s: %w", j.Image, j.Target, err), false)
+	}
+	r.phase("prepare", 0)
+	if err := r.step(ctx, "prepare", func(ctx context.Context) error { return r.nodes.Prepare(ctx, j) }); err != nil {
+		return r.fail(ctx, fmt.Errorf("preparing %s: %w", j.Target, err), false)
+	}
+	if err := r.record(ctx, StateDumping, ""); err != nil {
+		return r.fail(ctx, err, false)
+	}
+	r.phase("dumping", 0)
+	var dump *DumpResult
+	err := r.step(ctx, "dump", func(ctx context.Context) (err error) {
+		dump, err = r.nodes.Dump(ctx, j, r.opts.Progress)
+		return err
+	})
+	if err != nil {
+		return r.fail(ctx, fmt.Errorf("dumping on %s and sending to %s: %w", j.Source, j.Target, err), true)
+	}
+	r.rep.Dump = dump
+	r.rep.BytesRaw = dump.PagesBytes + dump.StreamRaw
+	r.rep.BytesSent = dump.PagesBytes + dump.StreamWire
+	if err := r.record(ctx, StateRestoring, ""); err != nil {
+		return r.fail(ctx, err, true)
+	}
+	r.phase("restoring", r.rep.BytesRaw)
+	var res *RestoreResult
+	err = r.step(ctx, "restore", func(ctx context.Context) (err error) {
+		res, err = r.nodes.Restore(ctx, j, dump)
+		return err
+	})
+	if err != nil {
+		return r.fail(ctx, fmt.Errorf("restoring on %s: %w", j.Target, err), true)
+	}
+	r.rep.Restore = res
+	r.rep.Downtime = res.RunningAt.Sub(dump.FrozenAt)
+	return r.commit(ctx)
+}
+
+// commit flips the placement in raft, then lets the source drop its frozen copy. If raft cannot take the
+// commit, the target's copy is the one that must go: the source's is still authoritative.
+func (r *runner) commit(ctx context.Context) error {
+	j := r.job
+	if err := r.record(ctx, StateCommitted, ""); err != nil {
+		r.opts.Logger.Error("could not record the commit; stopping the target's copy and thawing the source's", "job", j.ID, "err", err)
+		r.rep.FailedStep = "commit"
+		return r.fail(ctx, fmt.Errorf("recording the move in the cluster state: %w", err), true)
+	}
+	r.rep.Outcome = StateCommitted
+	r.phase("committed", r.rep.BytesRaw)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.StepTimeout)
+	defer cancel()
+	if err := r.nodes.Finish(fctx, j, true); err != nil {
+		// The move is done; the source's frozen copy stays frozen (never runs) until it is cleaned up.
+		r.opts.Logger.Error("the source could not remove its frozen copy", "job", j.ID, "node", j.Source, "err", err)
+	}
+	return nil
+}
+
+// fail rolls back: the target drops what it has (and a copy it may already run), the source thaws.
+func (r *runner) fail(ctx context.Context, cause error, sourceFrozen bool) error {
+	j := r.job
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.StepTimeout)
+	defer cancel()
+	var errs []error
+	if err := r.nodes.Abort(bctx, j); err != nil {
+		errs = append(errs, fmt.Errorf("target %s: %w", j.Target, err))
+	}
+	if sourceFrozen {
+		if err := r.nodes.Finish(bctx, j, false); err != nil {
+			errs = append(errs, fmt.Errorf("thawing on %s: %w", j.Source, err))
+		}
+	}
+	state := StateRolledBack
+	if len(errs) > 0 {
+		state = StateFailed
+		cause = fmt.Errorf("%w (and the roll-back had trouble: %v)", cause, errors.Join(errs...))
+	}
+	if err := r.record(bctx, state, cause.Error()); err != nil {
+		r.opts.Logger.Error("could not record the roll-back", "job", j.ID, "err", err)
+	}
+	r.rep.Outcome, r.rep.Error = state, cause.Error()
+	r.phase(state, 0)
+	return fmt.Errorf("%w: %w; container %s goes on on %s", ErrRolledBack, cause, j.Container, j.Source)
+}
+
+func (r *runner) record(ctx context.Context, state, msg string) error {
+	return r.rec.Record(ctx, r.job, state, msg)
+}

@@ -1,0 +1,189 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/node/checkpoint"
+	"github.com/ferryhq/ferry/node/criu"
+	"github.com/ferryhq/ferry/node/runtime"
+)
+
+// Incoming is the target side of a migration being prepared: a pending checkpoint directory whose images
+// directory receives the pages from CRIU's page server (if one was asked for) and, later, the rest of the dump.
+type Incoming struct {
+	ID         string `json:"id"`
+	Container  string `json:"container"`
+	Dir        string `json:"dir"`
+	PagePort   int    `json:"page_port,omitempty"` // the page server's port on this node's loopback
+	pend       *checkpoint.Pending
+	pageServer *criu.PageServer
+}
+
+type incomingSet struct {
+	mu sync.Mutex
+	m  map[string]*Incoming
+}
+
+// PrepareIncoming readies this node to receive container name: it must not have a container of that name,
+// and, with pageServer, a CRIU page server is started on loopback to receive the pages.
+func (a *Agent) PrepareIncoming(ctx context.Context, id, name string, pageServer bool) (*Incoming, error) {
+	if err := a.criuReady(); err != nil {
+		return nil, err
+	}
+	if !ValidName(name) || !checkpoint.ValidID(id) {
+		return nil, fmt.Errorf("%w: migration %q of %q", ErrInvalid, id, name)
+	}
+	if _, err := a.lookup(name); err == nil {
+		return nil, fmt.Errorf("%w: node %s already has a container named %s", ErrExists, a.cfg.Name, name)
+	}
+	pend, err := checkpoint.Begin(a.checkpointsDir(name), id)
+	if err != nil {
+		return nil, err
+	}
+	in := &Incoming{ID: id, Container: name, Dir: pend.Dir, pend: pend}
+	if pageServer {
+		ps, err := criu.StartPageServer(ctx, criu.PageServerConfig{Binary: a.cfg.Criu, ImagesDir: pend.ImagesDir()})
+		if err != nil {
+			pend.Abort()
+			return nil, err
+		}
+		in.pageServer, in.PagePort = ps, ps.Port
+	}
+	a.incoming.mu.Lock()
+	if a.incoming.m == nil {
+		a.incoming.m = map[string]*Incoming{}
+	}
+	a.incoming.m[id] = in
+	a.incoming.mu.Unlock()
+	return in, nil
+}
+
+// Incoming returns a prepared incoming migration.
+func (a *Agent) Incoming(id string) (*Incoming, error) {
+	a.incoming.mu.Lock()
+	defer a.incoming.mu.Unlock()
+	in, ok := a.incoming.m[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: no incoming migration %s on node %s", ErrNotFound, id, a.cfg.Name)
+	}
+	return in, nil
+}
+
+func (a *Agent) dropIncoming(id string) *Incoming {
+	a.incoming.mu.Lock()
+	defer a.incoming.mu.Unlock()
+	in := a.incoming.m[id]
+	delete(a.incoming.m, id)
+	return in
+}
+
+// AbortIncoming forgets an incoming migration and removes what it received.
+func (a *Agent) AbortIncoming(id string) {
+	if in := a.dropIncoming(id); in != nil {
+		in.pageServer.Stop()
+		in.pend.Abort()
+	}
+}
+
+// RestoreIncoming restores a migrated container from what arrived: the pages (from the page server) and the
+// rest of the dump, received and checked by the transfer into received (a directory that is merged into the
+// checkpoint). The checkpoint gets its own manifest here, and the container is registered and restored. On
+// failure nothing of it is left on this node.
+func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progress ProgressFunc) (*RestoreReport, error) {
+	in := a.dropIncoming(id)
+	if in == nil {
+		return nil, fmt.Errorf("%w: no incoming migration %s on node %s", ErrNotFound, id, a.cfg.Name)
+	}
+	fail := func(err error) (*RestoreReport, error) {
+		in.pageServer.Stop()
+		in.pend.Abort()
+		return nil, err
+	}
+	if in.pageServer != nil {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := waitPageServer(wctx, in.pageServer)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("CRIU's page server on %s did not finish: %w", a.cfg.Name, err))
+		}
+	}
+	if err := mergeInto(received, in.pend.Dir); err != nil {
+		return fail(fmt.Errorf("assembling the checkpoint: %w", err))
+	}
+	var rec ContainerConfig
+	if err := readJSON(filepath.Join(in.pend.Dir, checkpoint.RecordFile), &rec); err != nil || rec.Name != in.Container {
+		return fail(fmt.Errorf("%w: the migrated record is for %q, expected %q (%v)", ErrRejected, rec.Name, in.Container, err))
+	}
+	// The log goes to the container, not into the checkpoint.
+	logPath := in.pend.Dir + ".log"
+	if err := os.Rename(filepath.Join(in.pend.Dir, LogFile), logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fail(err)
+	}
+	defer os.Remove(logPath)
+	ck, _, err := in.pend.Finish(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	rep, err := a.restoreMigrated(ctx, ck, rec, logPath, progress)
+	if err != nil {
+		_ = os.RemoveAll(ck.Dir)
+		return nil, err
+	}
+	return rep, nil
+}
+
+// waitPageServer waits for CRIU's page server to exit, which it does when the dump that fed it is done.
+func waitPageServer(ctx context.Context, ps *criu.PageServer) error {
+	return runtime.WaitPid(ctx, ps.Pid)
+}
+
+// mergeInto moves every file under src into the same place under dst, creating directories; a file that
+// exists in both is an error (the page server and the stream never deliver the same file).
+func mergeInto(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o700)
+		}
+		if _, err := os.Lstat(target); err == nil {
+			return fmt.Errorf("%s arrived twice", rel)
+		}
+		return os.Rename(p, target)
+	})
+}
+
+// restoreMigrated registers the container with its log from the source and restores it from ck.
+func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, rec ContainerConfig, logPath string, progress ProgressFunc) (*RestoreReport, error) {
+	e, err := a.register(rec)
+	if err != nil {
+		return nil, err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if err := os.Rename(logPath, e.logPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.forget(e)
+		return nil, err
+	}
+	_ = e.update(func(c *Container) { c.State = StateCheckpointed; c.Checkpoint = ck.ID })
+	ph := newPhaser(progress)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, ph)
+	if err != nil {
+		a.forget(e)
+		return nil, err
+	}
+	rep := &RestoreReport{Container: rec.Name, Node: a.cfg.Name, Checkpoint: ck.ID, Pid: pid, Took: time.Since(ph.start)}
+	rep.CRIU, _ = criu.ReadRestoreStats(a.restoreWork(e))
+	a.log.Info("migrated container restored", "container", rec.Name, "took", rep.Took.Round(time.Millisecond))
+	return rep, nil
+}
