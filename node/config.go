@@ -30,6 +30,19 @@ type Config struct {
 	StopTimeout time.Duration
 	// Logger receives the agent's log. Nil means slog.Default().
 	Logger *slog.Logger
+	// Faults names failures to inject, for tests of the failure paths (empty in real use):
+	// "break-restore" damages a migrated checkpoint's inventory after it was checked, so CRIU's restore fails.
+	Faults []string
+}
+
+// fault reports whether the named fault is to be injected.
+func (c *Config) fault(name string) bool {
+	for _, f := range c.Faults {
+		if f == name {
+			return true
+		}
+	}
+	return false
 }
 
 // DefaultConfig returns a Config with the defaults filled in.

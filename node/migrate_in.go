@@ -7,7 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ferryhq/ferry/node/checkpoint"
@@ -55,6 +58,8 @@ func (a *Agent) PrepareIncoming(ctx context.Context, id, name string, pageServer
 			return nil, err
 		}
 		in.pageServer, in.PagePort = ps, ps.Port
+		// Remembered so that an agent restarted before the migration ended can stop it.
+		_ = os.WriteFile(filepath.Join(pend.Dir, pageServerPidFile), []byte(strconv.Itoa(ps.Pid)), 0o600)
 	}
 	a.incoming.mu.Lock()
 	if a.incoming.m == nil {
@@ -121,6 +126,7 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 	if err := readJSON(filepath.Join(in.pend.Dir, checkpoint.RecordFile), &rec); err != nil || rec.Name != in.Container {
 		return fail(fmt.Errorf("%w: the migrated record is for %q, expected %q (%v)", ErrRejected, rec.Name, in.Container, err))
 	}
+	_ = os.Remove(filepath.Join(in.pend.Dir, pageServerPidFile))
 	// The log goes to the container, not into the checkpoint.
 	logPath := in.pend.Dir + ".log"
 	if err := os.Rename(filepath.Join(in.pend.Dir, LogFile), logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -131,12 +137,30 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 	if err != nil {
 		return fail(err)
 	}
+	if a.cfg.fault("break-restore") {
+		_ = os.Truncate(filepath.Join(ck.ImagesDir(), "inventory.img"), 3)
+	}
 	rep, err := a.restoreMigrated(ctx, ck, rec, logPath, progress)
 	if err != nil {
 		_ = os.RemoveAll(ck.Dir)
 		return nil, err
 	}
 	return rep, nil
+}
+
+// pageServerPidFile, in a pending incoming checkpoint, holds the pid of its page server.
+const pageServerPidFile = "page-server.pid"
+
+// stopPageServerOf kills the page server a pending incoming checkpoint left, if it is still CRIU's.
+func stopPageServerOf(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, pageServerPidFile))
+	if err != nil {
+		return
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmd), "criu") {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // waitPageServer waits for CRIU's page server to exit, which it does when the dump that fed it is done.

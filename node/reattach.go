@@ -14,6 +14,7 @@ import (
 // exited, and operations an agent restart interrupted are wound back. What it found is logged and kept in
 // each container's Note, which `ferry ps` shows.
 func (a *Agent) reattach(ctx context.Context) {
+	a.removeAllPending()
 	found, errs := loadContainers(filepath.Join(a.cfg.DataDir, "containers"))
 	for _, err := range errs {
 		a.log.Warn("skipping an unreadable container record", "err", err)
@@ -104,6 +105,18 @@ func isShim(pid int) bool {
 	}
 	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 	return len(args) >= 2 && args[1] == "shim"
+}
+
+// removeAllPending removes what interrupted checkpoints and incoming migrations left, for every container
+// (also those that never arrived), and stops page servers they left waiting.
+func (a *Agent) removeAllPending() {
+	matches, _ := filepath.Glob(filepath.Join(a.cfg.DataDir, "checkpoints", "*", ".pending-*"))
+	for _, m := range matches {
+		stopPageServerOf(m)
+		_ = os.RemoveAll(m)
+		a.log.Info("removed an unfinished checkpoint or incoming migration", "dir", m)
+	}
+	_ = os.RemoveAll(filepath.Join(a.cfg.DataDir, "migrations"))
 }
 
 // removePending removes checkpoint directories that an interrupted checkpoint left unfinished.

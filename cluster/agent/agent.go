@@ -396,6 +396,16 @@ func (a *Agent) admit(name string, _ ssh.PublicKey) error {
 	return nil
 }
 
+// fault reports whether a fault is to be injected (tests of the failure paths).
+func (a *Agent) fault(name string) bool {
+	for _, f := range a.cfg.Node.Faults {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Name is the node's name; Addr its advertised SSH address.
 func (a *Agent) Name() string { return a.cfg.Name }
 func (a *Agent) Addr() string { return a.addr }

@@ -107,7 +107,11 @@ func (a *Agent) openPageTunnel(ctx context.Context, targetAddr, id string) (*pag
 			return
 		}
 		defer ch.Close()
-		sum, n, err := splice(c, ch)
+		var to io.ReadWriter = ch
+		if a.fault("corrupt-pages") {
+			to = &corrupter{ReadWriter: ch, at: 1 << 20}
+		}
+		sum, n, err := splice(c, to)
 		t.result <- pageSum{SHA256: sum, Bytes: n, Err: err}
 	}()
 	return t, nil
@@ -158,3 +162,26 @@ func splice(from, to io.ReadWriter) (string, int64, error) {
 type hashWriter struct{ h hash.Hash }
 
 func (w hashWriter) Write(p []byte) (int, error) { return w.h.Write(p) }
+
+// corrupter flips one byte of what is written through it, at offset at (fault injection for tests).
+type corrupter struct {
+	io.ReadWriter
+	at, n int64
+}
+
+func (c *corrupter) Write(p []byte) (int, error) {
+	if c.at >= c.n && c.at < c.n+int64(len(p)) {
+		q := append([]byte(nil), p...)
+		q[c.at-c.n] ^= 0x5a
+		p = q
+	}
+	c.n += int64(len(p))
+	return c.ReadWriter.Write(p)
+}
+
+func (c *corrupter) CloseWrite() error {
+	if cw, ok := c.ReadWriter.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

@@ -184,6 +184,10 @@ func (rt *Router) container(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, fmt.Errorf("%w: no container named %q in the cluster (ferry ps lists them)", node.ErrNotFound, name))
 		return
 	}
+	if op == "logs" && r.URL.Query().Get("follow") == "1" {
+		rt.followLogs(w, r, name)
+		return
+	}
 	rec := &statusWriter{ResponseWriter: w, status: 200}
 	rt.toNode(rec, r, c.Node)
 	if rec.status >= 300 || rec.failed {

@@ -25,6 +25,7 @@ type agentFlags struct {
 	controllerKey   string
 	fast            bool
 	debug           bool
+	faults          []string
 }
 
 func newAgentCmd() *cobra.Command {
@@ -57,7 +58,9 @@ With --dev the agent is a one-node cluster on 127.0.0.1 with its data in a new t
 	fl.StringVar(&f.controllerKey, "controller-key", "", "SSH public key file of the first controller (when the cluster is made)")
 	fl.BoolVar(&f.fast, "fast-failover", false, "shorter raft and gossip timeouts, for hosts sharing one machine")
 	fl.BoolVar(&f.debug, "debug", false, "log at debug level")
+	fl.StringArrayVar(&f.faults, "fault", nil, "inject a failure (tests only): corrupt-pages, break-restore")
 	_ = fl.MarkHidden("fast-failover")
+	_ = fl.MarkHidden("fault")
 	return cmd
 }
 
@@ -73,6 +76,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg := agent.DefaultConfig()
 	cfg.Logger, cfg.Name, cfg.Join, cfg.Token = log, f.name, f.join, f.token
 	cfg.BootstrapExpect, cfg.ControllerKey, cfg.Fast, cfg.Advertise = f.bootstrapExpect, f.controllerKey, f.fast, f.advertise
+	cfg.Node.Faults = f.faults
 	if f.dev {
 		cfg.Bind, cfg.Fast = "127.0.0.1:0", true
 	}

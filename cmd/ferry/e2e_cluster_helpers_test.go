@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 // script people use), with its own names, subnet and directory so that it never meets a developer's cluster.
 type devCluster struct {
 	t      *testing.T
+	seq    int
 	prefix string
 	dir    string
 	env    []string
@@ -37,7 +40,7 @@ func startDevCluster(t *testing.T, n int) *devCluster {
 	}
 	build(t)
 	clusterSeq++
-	c := &devCluster{t: t, prefix: fmt.Sprintf("fe%d", clusterSeq), dir: filepath.Join(os.TempDir(), fmt.Sprintf("ferry-e2e-cluster-%d-%d", os.Getpid(), clusterSeq))}
+	c := &devCluster{t: t, seq: clusterSeq, prefix: fmt.Sprintf("fe%d", clusterSeq), dir: filepath.Join(os.TempDir(), fmt.Sprintf("ferry-e2e-cluster-%d-%d", os.Getpid(), clusterSeq))}
 	c.env = append(os.Environ(),
 		"FERRY_DEV_HOSTS="+fmt.Sprint(n), "FERRY_DEV_PREFIX="+c.prefix, "FERRY_DEV_NET=10.79."+fmt.Sprint(clusterSeq),
 		"FERRY_DEV_BRIDGE="+c.prefix+"br", "FERRY_DEV_DIR="+c.dir, "FERRY_BIN="+bins.ferry,
@@ -201,4 +204,87 @@ func statusOf(nodes []api.NodeView, name string) string {
 		}
 	}
 	return ""
+}
+
+// restartAgent kills host's agent and starts it again (the same way dev-cluster.sh does) with extra flags,
+// e.g. a fault to inject. Its containers keep running meanwhile.
+func (c *devCluster) restartAgent(host string, flags ...string) {
+	c.t.Helper()
+	c.killAgent(host)
+	i := strings.TrimPrefix(host, c.prefix+"-")
+	addr := fmt.Sprintf("10.79.%d.1%s:7400", c.seq, i)
+	args := []string{filepath.Join(repoRoot(), "scripts", "provision.sh"), "--name", host, "--bind", addr,
+		"--data-dir", filepath.Join(c.dir, host), "--binary", bins.ferry, "--netns", host,
+		"--log", filepath.Join(c.dir, host+".log"), "--token-file", filepath.Join(c.dir, "token"), "--", "--fast-failover"}
+	cmd := exec.Command("bash", append(args, flags...)...)
+	cmd.Env = c.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("restarting %s: %v\n%s", host, err, out)
+	}
+	c.eventually(host+" alive after its restart", 30*time.Second, func() bool {
+		return statusOf(c.nodes(host), host) == "alive" && c.leader(host) != ""
+	})
+}
+
+// background runs the command line against host without waiting; lines of its stderr go to the channel.
+func (c *devCluster) background(host string, args ...string) (*bg, <-chan string) {
+	c.t.Helper()
+	b := &bg{out: &bytes.Buffer{}, errb: &bytes.Buffer{}, done: make(chan error, 1)}
+	b.cmd = exec.Command(bins.ferry, append([]string{"--addr", "unix://" + c.socket(host)}, args...)...)
+	b.cmd.Stdout = b.out
+	pr, pw := io.Pipe()
+	b.cmd.Stderr = io.MultiWriter(b.errb, pw)
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	if err := b.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() { b.done <- b.cmd.Wait(); pw.Close() }()
+	c.t.Cleanup(func() { _ = b.cmd.Process.Kill() })
+	return b, lines
+}
+
+// waitLine waits for a line containing s.
+func waitLine(t *testing.T, lines <-chan string, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l := <-lines:
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no line saying %q within %s", s, timeout)
+		}
+	}
+}
+
+// only returns the one container named name that ps on host lists, failing if there is not exactly one.
+func (c *devCluster) only(host, name string) api.ContainerView {
+	c.t.Helper()
+	var found []api.ContainerView
+	for _, ct := range c.containers(host) {
+		if ct.Config.Name == name {
+			found = append(found, ct)
+		}
+	}
+	if len(found) != 1 {
+		c.t.Fatalf("ps lists %d containers named %s, want exactly one: %+v", len(found), name, found)
+	}
+	return found[0]
+}
+
+// logLines returns a container's log lines, through host.
+func (c *devCluster) logLines(host, name string) []string {
+	c.t.Helper()
+	return strings.Split(strings.TrimSpace(c.must(host, "logs", name)), "\n")
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -364,3 +365,5 @@ func (b *bg) wait(timeout time.Duration) (string, error) {
 		return b.out.String(), fmt.Errorf("still running after %s", timeout)
 	}
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -167,8 +168,13 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	skip, _ := strconv.Atoi(r.URL.Query().Get("skip")) // records already seen (a follower that moved with the container)
 	ew := newEventWriter(w)
 	err := s.b.Logs(r.Context(), name, r.URL.Query().Get("follow") == "1", func(rec runtime.LogRecord) error {
+		if skip > 0 {
+			skip--
+			return nil
+		}
 		return ew.send(EventLog, rec)
 	})
 	if err != nil && r.Context().Err() == nil {

@@ -76,15 +76,16 @@ cl_up() {
 	bench_wait 60 "a leader all three hosts agree on" cl_leader >/dev/null || bench_die "the bench cluster has no leader"
 	local h
 	for h in "${CL_HOSTS[@]}"; do bench_wait 60 "$h alive everywhere" cl_alive "$h" || bench_die "$h is not alive"; done
+	bench_log "cluster: up; importing busybox on each host"
 	bash "$BENCH_ROOT/scripts/busybox-image.sh" "$BENCH_TMP/busybox.tar"
 	for h in "${CL_HOSTS[@]}"; do
-		cl_ferry "$h" image import busybox "$BENCH_TMP/busybox.tar" >/dev/null || bench_die "image import on $h failed"
+		cl_ferry "$h" image import busybox "$BENCH_TMP/busybox.tar" >/dev/null 2>&1 || bench_die "image import on $h failed"
 	done
 }
 
 # cl_failover_round N: one kill of the leader; prints the failover time in ms (or fails).
 cl_failover_round() {
-	local i=$1 leader writer pid t0 t1 deadline now left err tries=0
+	local i=$1 leader writer pid t0 t1 deadline now left err tries=0 refusals=()
 	leader=$(bench_wait 60 "a leader all three hosts agree on" cl_leader) || return 1
 	for writer in "${CL_HOSTS[@]}"; do [ "$writer" != "$leader" ] && break; done
 	pid=$(cat "$CL_DIR/$leader.pid")
@@ -109,8 +110,10 @@ cl_failover_round() {
 			bench_note "failover round $i: the write landed on a try that reported an error ($err)"
 			break
 		fi
+		refusals+=("$(head -n1 <<<"$err")")
 		sleep 0.05
 	done
+	[ ${#refusals[@]} -eq 0 ] || bench_log "round $i: writes refused meanwhile with: $(printf '%s\n' "${refusals[@]}" | sort | uniq -c | sed 's/^ *//' | paste -sd';')"
 	bench_log "round $i: killed leader $leader (pid $pid); a write from $writer succeeded after $((t1 - t0)) ms, try $tries"
 	echo "$((t1 - t0)) $leader $tries"
 	# Bring the killed agent back and wait until every host sees it alive, so the next round starts whole.
@@ -120,6 +123,7 @@ cl_failover_round() {
 
 cl_failover() {
 	local rounds=${BENCH_FAILOVER_ROUNDS:-5} i line ms=() killed=() tries=()
+	bench_log "cluster: leader failover, $rounds rounds"
 	for i in $(seq "$rounds"); do
 		line=$(cl_failover_round "$i" | tail -n1) || bench_die "failover round $i failed (agent logs in $CL_DIR/*.log)"
 		read -r a b c <<<"$line"
@@ -134,6 +138,7 @@ cl_failover() {
 
 cl_runs() {
 	local runs=${BENCH_RUNS:-10} i t0 t1 ms=() h=${CL_HOSTS[0]}
+	bench_log "cluster: ferry run end to end, $runs runs"
 	for i in $(seq "$runs"); do
 		t0=$(bench_now_ms)
 		cl_ferry "$h" run --name "r-$i" busybox -- sleep 100000 >/dev/null || bench_die "ferry run r-$i failed"

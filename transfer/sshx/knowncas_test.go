@@ -188,3 +188,29 @@ func TestKnownCAsDial(t *testing.T) {
 		t.Fatalf("CA changed: err = %v, want ErrUnknownCA naming both CAs", err)
 	}
 }
+
+// FuzzParseKnownCAs: any file content parses or is refused with ErrConfig, never panics, and what parses
+// has valid addresses and keys.
+func FuzzParseKnownCAs(f *testing.F) {
+	ca, err := NewCA()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte("10.0.0.5:7946 " + authorizedLine(ca.PublicKey()) + " ferry cluster CA\n"))
+	f.Add([]byte("# c\n\n[::1]:1 " + authorizedLine(ca.PublicKey())))
+	f.Add([]byte("h:1 ssh-ed25519 AAAA\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, err := ParseKnownCAs(data)
+		if err != nil {
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %v does not wrap ErrConfig", err)
+			}
+			return
+		}
+		for _, e := range entries {
+			if e.CA == nil || e.Line < 1 || NormalizeAddr(e.Addr) != e.Addr {
+				t.Fatalf("bad entry %+v", e)
+			}
+		}
+	})
+}
