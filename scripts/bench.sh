@@ -38,7 +38,7 @@ cluster | transfer | migrate | clone | drain) todo=("$1") ;;
 *) usage ;;
 esac
 if [ ${#todo[@]} -eq 1 ] && [ -n "$(pending "$1")" ]; then
-	echo "not implemented yet: $1 (comes with the $(pending "$1") work)"
+	echo "not implemented yet: $1 (comes with the $(pending "$1") work)" >&2
 	exit 2
 fi
 

@@ -81,9 +81,13 @@ netns)
 	;;
 esac
 
-# Wait until the agent serves its socket, then (first node) write the join token for the others.
-for _ in $(seq 150); do [ -S "$data_dir/ferry.sock" ] && break; sleep 0.2; done
-[ -S "$data_dir/ferry.sock" ] || { echo "provision: the agent $name did not start; see ${log:-$data_dir.log}" >&2; exit 1; }
+# Wait until the agent answers on its socket, then (first node) write the join token for the others.
+up=
+for _ in $(seq 150); do
+	if "$binary" --addr "unix://$data_dir/ferry.sock" node info >/dev/null 2>&1; then up=1; break; fi
+	sleep 0.2
+done
+[ -n "$up" ] || { echo "provision: the agent $name did not start; see ${log:-$data_dir.log}" >&2; exit 1; }
 if [ -z "$join" ] && [ ! -s "$token_file" ]; then
 	for _ in $(seq 100); do
 		"$binary" --addr "unix://$data_dir/ferry.sock" cluster token >"$token_file.tmp" 2>/dev/null && break

@@ -222,7 +222,9 @@ func (c *devCluster) restartAgent(host string, flags ...string) {
 		c.t.Fatalf("restarting %s: %v\n%s", host, err, out)
 	}
 	c.eventually(host+" alive after its restart", 30*time.Second, func() bool {
-		return statusOf(c.nodes(host), host) == "alive" && c.leader(host) != ""
+		var nodes []api.NodeView
+		r := c.on(host, "node", "ls", "-o", "json")
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &nodes) == nil && statusOf(nodes, host) == "alive" && c.leader(host) != ""
 	})
 }
 

@@ -85,7 +85,7 @@ bench_machine_json() {
 	local criu_v go_v
 	criu_v=$(criu --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1)
 	go_v=$(go version 2>/dev/null | awk '{print $3}')
-	python3 - "$(nproc)" "$(awk '/^MemTotal:/ {printf "%d", $2 * 1024}' /proc/meminfo)" "$(uname -r)" "${criu_v:-missing}" \
+	python3 - "$(nproc)" "$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024))" "$(uname -r)" "${criu_v:-missing}" \
 		"${go_v:-missing}" "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" <<'PY'
 import json, sys
 n, mem, kernel, criu, go, cpu = sys.argv[1:]
