@@ -201,7 +201,7 @@ func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, 
 	}
 	_ = e.update(func(c *Container) { c.State = StateCheckpointed; c.Checkpoint = ck.ID })
 	ph := newPhaser(progress)
-	pid, err := a.restoreFrom(ctx, e, ck, rec, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, a.lazyOK(), ph)
 	if err != nil {
 		a.forget(e)
 		return nil, err
@@ -210,4 +210,10 @@ func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, 
 	rep.CRIU, _ = criu.ReadRestoreStats(a.restoreWork(e))
 	a.log.Info("migrated container restored", "container", rec.Name, "took", rep.Took.Round(time.Millisecond))
 	return rep, nil
+}
+
+// lazyOK says whether restores of migrated containers start before their memory is in (CRIU's lazy pages from
+// the local images, through userfaultfd): when the probe found userfaultfd, unless turned off.
+func (a *Agent) lazyOK() bool {
+	return a.features != nil && a.features.Has(criu.FeatureLazyPages) && a.features.Has(criu.FeatureLazyPagesNonCoop) && !a.cfg.fault("no-lazy-restore")
 }

@@ -68,7 +68,7 @@ func (a *Agent) Restore(ctx context.Context, name string, opts RestoreOptions, p
 	if rec.Name != name {
 		return nil, fmt.Errorf("%w: checkpoint %s belongs to container %q, not %q", ErrInvalid, ck.ID, rec.Name, name)
 	}
-	pid, err := a.restoreFrom(ctx, e, ck, rec, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, false, ph)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,10 @@ func (a *Agent) restoreWork(e *entry) string { return filepath.Join(e.dir, "rest
 
 // restoreFrom builds the next generation of the writable layer from the checkpoint and has a shim restore the
 // container into it. On failure the record and the old layer are as they were. Holds e.op.
-func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, ph *phaser) (int, error) {
+//
+// With lazy, the container starts before its memory is in place: CRIU's lazy-pages daemon serves its page
+// faults from the checkpoint's images and copies the rest in the background (the checkpoint is local).
+func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, lazy bool, ph *phaser) (int, error) {
 	old := e.snapshot()
 	gen := old.Generation + 1
 	_ = os.RemoveAll(e.genDir(gen))
@@ -118,14 +121,34 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return 0, err
 	}
+	var lp *criu.LazyPages
+	if lazy {
+		var err error
+		if lp, err = criu.StartLazyPages(ctx, a.cfg.Criu, ck.ImagesDir(), work); err != nil {
+			_ = os.RemoveAll(e.genDir(gen))
+			return 0, err
+		}
+	}
 	_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = rec, gen, StateRestoring })
 	ph.phase("restoring", "CRIU restores the container")
-	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work})
+	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy})
 	if err != nil {
+		lp.Stop()
 		_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = old.Config, old.Generation, old.State })
 		_ = os.RemoveAll(e.genDir(gen))
 		return 0, fmt.Errorf("CRIU could not restore %s from checkpoint %s: %w%s; the container is left %s",
 			rec.Name, ck.ID, err, criuLogErrors(filepath.Join(work, "restore.log")), old.State)
+	}
+	if lp != nil {
+		a.wg.Add(1)
+		go func() { // the daemon ends when every page is in; say so if it did not
+			defer a.wg.Done()
+			wctx, cancel := context.WithTimeout(a.ctx, 10*time.Minute)
+			defer cancel()
+			if err := lp.Wait(wctx); err != nil {
+				a.log.Error("lazy restore did not complete", "container", rec.Name, "err", err)
+			}
+		}()
 	}
 	_ = os.RemoveAll(e.genDir(old.Generation))
 	_ = e.update(func(c *Container) { c.Checkpoint = ck.ID; c.Restores++ })

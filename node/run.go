@@ -135,6 +135,7 @@ func (a *Agent) start(ctx context.Context, e *entry, sc runtime.ShimConfig) erro
 		return err
 	}
 	sc.ID, sc.Bundle, sc.Runc = c.Config.Name, e.bundle(), *a.runc
+	sc.Runc.Log = filepath.Join(e.dir, "runc.log")
 	sc.LogPath, sc.ExitPath, sc.PidPath = e.logPath(), e.exitPath(), e.pidPath()
 	sc.Binary, sc.ShimLog = a.cfg.ShimBinary, e.shimLog()
 	started, err := runtime.StartShim(ctx, sc)

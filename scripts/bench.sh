@@ -24,10 +24,10 @@ usage() { echo "usage: bench.sh cluster|transfer|migrate|clone|drain|all" >&2; e
 # pending NAME: the issue a benchmark that is not implemented yet comes with, or nothing.
 pending() {
 	case $1 in
-	transfer) echo "transfer (issue 4)" ;;
-	migrate) echo "live migration (issue 5)" ;;
-	clone) echo "snapshots and clones (issue 6)" ;;
-	drain) echo "evacuation (issue 7)" ;;
+	transfer) echo "issue 4 transfer" ;;
+	migrate) echo "issue 5 live migration" ;;
+	clone) echo "issue 6 snapshots and clones" ;;
+	drain) echo "issue 7 evacuation" ;;
 	esac
 }
 

@@ -20,6 +20,9 @@ type Runc struct {
 	Root string
 	// Criu is the criu executable runc should use; empty lets runc find "criu" on PATH.
 	Criu string
+	// Log, if set, receives runc's own log (JSON lines) instead of its stderr: for runs whose stderr is a
+	// container's (the shim's), so that runc's warnings do not land in the container's log.
+	Log string `json:"log,omitempty"`
 }
 
 func (r *Runc) bin() string {
@@ -32,6 +35,9 @@ func (r *Runc) bin() string {
 // Args returns runc's global arguments followed by args.
 func (r *Runc) Args(args ...string) []string {
 	g := []string{"--root", r.Root}
+	if r.Log != "" {
+		g = append(g, "--log", r.Log, "--log-format", "json")
+	}
 	if r.Criu != "" {
 		g = append(g, "--criu", r.Criu)
 	}

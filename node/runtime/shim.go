@@ -43,6 +43,7 @@ type ShimConfig struct {
 	PidPath   string   `json:"pid_path"`   // runc's --pid-file
 	ImagePath string   `json:"image_path"` // restore: CRIU images
 	WorkPath  string   `json:"work_path"`  // restore: CRIU log and stats-restore
+	LazyPages bool     `json:"lazy_pages"` // restore: memory from a running `criu lazy-pages` in WorkPath
 	// Binary is the ferry executable started as `Binary shim` (agent side only; empty: this executable).
 	Binary string `json:"-"`
 	// ShimLog receives the shim's own diagnostics (agent side only).
@@ -199,7 +200,11 @@ func startWithRunc(cfg ShimConfig, stdout, stderr *os.File) error {
 		args = []string{"run", "--detach", "--pid-file", cfg.PidPath, "--bundle", cfg.Bundle, cfg.ID}
 	case ShimRestore:
 		args = []string{"restore", "--detach", "--pid-file", cfg.PidPath, "--bundle", cfg.Bundle,
-			"--image-path", cfg.ImagePath, "--work-path", cfg.WorkPath, cfg.ID}
+			"--image-path", cfg.ImagePath, "--work-path", cfg.WorkPath}
+		if cfg.LazyPages {
+			args = append(args, "--lazy-pages")
+		}
+		args = append(args, cfg.ID)
 	default:
 		return fmt.Errorf("unknown shim mode %q", cfg.Mode)
 	}

@@ -122,7 +122,7 @@ cl_failover_round() {
 }
 
 cl_failover() {
-	local rounds=${BENCH_FAILOVER_ROUNDS:-5} i line ms=() killed=() tries=()
+	local rounds=${BENCH_FAILOVER_ROUNDS:-5} i line a b c ms=() killed=() tries=()
 	bench_log "cluster: leader failover, $rounds rounds"
 	for i in $(seq "$rounds"); do
 		line=$(cl_failover_round "$i" | tail -n1) || bench_die "failover round $i failed (agent logs in $CL_DIR/*.log)"

@@ -1,0 +1,78 @@
+package criu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// LazyPages is CRIU's lazy-pages daemon serving a restore from local images: the restored process starts
+// before its memory is in place, page faults are served from the images through userfaultfd, and the rest is
+// copied in the background; the daemon exits when every page is in. (go-criu has no request for it, so it is
+// run as `criu lazy-pages`.)
+type LazyPages struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  string
+}
+
+// socketName is where the daemon listens for the restoring CRIU, in the shared work directory.
+const lazySocket = "lazy-pages.socket"
+
+// StartLazyPages starts the daemon for imagesDir with workDir as the work directory that the restore (runc
+// restore --lazy-pages --work-path workDir) must use too, and waits until it listens.
+func StartLazyPages(ctx context.Context, binary, imagesDir, workDir string) (*LazyPages, error) {
+	if binary == "" {
+		binary = "criu"
+	}
+	_ = os.Remove(filepath.Join(workDir, lazySocket))
+	lp := &LazyPages{done: make(chan error, 1), log: filepath.Join(workDir, "lazy-pages.log")}
+	lp.cmd = exec.Command(binary, "lazy-pages", "--images-dir", imagesDir, "--work-dir", workDir, "--log-file", "lazy-pages.log", "-v4")
+	if err := lp.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting criu lazy-pages: %w", err)
+	}
+	go func() { lp.done <- lp.cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(workDir, lazySocket)); err == nil {
+			return lp, nil
+		}
+		select {
+		case err := <-lp.done:
+			return nil, fmt.Errorf("criu lazy-pages exited at start (%v); see %s", err, lp.log)
+		case <-ctx.Done():
+			lp.Stop()
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			lp.Stop()
+			return nil, errors.New("criu lazy-pages did not listen within 10s; see " + lp.log)
+		}
+	}
+}
+
+// Wait waits until every page was served and the daemon exited.
+func (lp *LazyPages) Wait(ctx context.Context) error {
+	select {
+	case err := <-lp.done:
+		lp.done <- err
+		if err != nil {
+			return fmt.Errorf("criu lazy-pages: %w; see %s", err, lp.log)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop kills the daemon (after a failed restore it would wait forever).
+func (lp *LazyPages) Stop() {
+	if lp != nil && lp.cmd.Process != nil {
+		_ = lp.cmd.Process.Kill()
+	}
+}
