@@ -25,6 +25,7 @@ func (a *Agent) registerInternal(rt *Router) {
 	rt.handle("POST /v1/internal/images/{name}/push", a.agentsOnly(a.pushImageTo))
 	rt.handle("POST /v1/internal/layers", a.agentsOnly(a.haveLayers))
 	rt.handle("POST /v1/migrations", a.migrateCmd)
+	rt.handle("POST /v1/debug/send", a.sendCmd)
 }
 
 // agentsOnly refuses operators: these calls are steps of a job the leader drives.

@@ -140,7 +140,7 @@ func TestMigration(t *testing.T) {
 	t.Run("a restore that fails on the target", func(t *testing.T) {
 		c.restartAgent(h2, "--fault", "break-restore")
 		defer c.restartAgent(h2)
-		stillOnSource(t, c.on(h1, "migrate", "victim", h2), "CRIU could not restore")
+		stillOnSource(t, c.on(h1, "migrate", "victim", h2), "restoring on "+h2)
 	})
 	t.Run("the target's data dir is full", func(t *testing.T) {
 		dir := filepath.Join(c.dir, h2, "checkpoints")
@@ -163,6 +163,87 @@ func TestMigration(t *testing.T) {
 			t.Fatalf("restarting %s: %v\n%s", h2, err, out)
 		}
 		c.eventually(h2+" alive again", 30*time.Second, func() bool { return statusOf(c.nodes(h1), h2) == "alive" })
+	})
+	t.Run("the link to the target is cut during the transfer", func(t *testing.T) {
+		b, lines := c.background(h1, "migrate", "victim", h2)
+		waitLine(t, lines, "dumping", 30*time.Second)
+		c.link(h2, false)
+		linkUp := false
+		defer func() {
+			if !linkUp {
+				c.link(h2, true)
+			}
+		}()
+		if _, err := b.wait(3 * time.Minute); err == nil {
+			t.Fatal("the migration succeeded though its target was cut off")
+		}
+		c.link(h2, true)
+		linkUp = true
+		stillOnSource(t, result{code: 1, stderr: b.errb.String() + b.out.String()}, "victim")
+		c.eventually(h2+" alive again", 60*time.Second, func() bool { return statusOf(c.nodes(h1), h2) == "alive" })
+	})
+	c.must(h1, "rm", "--force", "victim")
+
+	t.Run("the leader's agent is killed in the middle of a migration", func(t *testing.T) {
+		var leader string
+		c.eventually("all agree on a leader", 20*time.Second, func() bool {
+			leader = c.leader(h1)
+			return leader != "" && c.leader(h2) == leader && c.leader(h3) == leader
+		})
+		var others []string
+		for _, h := range []string{h1, h2, h3} {
+			if h != leader {
+				others = append(others, h)
+			}
+		}
+		src, dst := others[0], others[1]
+		c.must(src, "run", "--name", "orphan", "--node", src, "busybox", "--", "/bin/memload", "-mib", "256", "-interval", "100ms", "-sum-every", "10")
+		before := c.waitUntil(src, "orphan", func(l []string) bool { _, tick := memTicks(t, l); return tick >= 10 })
+		sums, _ := memTicks(t, before)
+		_, lines := c.background(dst, "migrate", "orphan", dst)
+		waitLine(t, lines, "dumping", 60*time.Second)
+		c.killAgent(leader)
+		// The new leader finishes or rolls back the job: the container runs in exactly one place.
+		var where string
+		c.eventually("orphan running in exactly one place", 90*time.Second, func() bool {
+			r := c.on(src, "ps", "-o", "json")
+			if r.code != 0 {
+				return false
+			}
+			var list []struct {
+				Node  string `json:"node"`
+				State string `json:"state"`
+				Cfg   struct {
+					Name string `json:"name"`
+				} `json:"config"`
+			}
+			if jsonUnmarshal(r.stdout, &list) != nil {
+				return false
+			}
+			n := 0
+			for _, ct := range list {
+				if ct.Cfg.Name == "orphan" && ct.State == "running" {
+					n++
+					where = ct.Node
+				}
+			}
+			return n == 1
+		})
+		other := src
+		if where == src {
+			other = dst
+		}
+		if ls, _ := exec.Command("runc", "--root", filepath.Join(c.dir, other, "runc"), "list", "-q").Output(); strings.Contains(string(ls), "orphan") {
+			t.Fatalf("orphan runs on %s and is left on %s too", where, other)
+		}
+		after := c.waitUntil(where, "orphan", func(l []string) bool { _, tick := memTicks(t, l); return tick >= 30 })
+		if got, _ := memTicks(t, after); fmt.Sprint(got) != fmt.Sprint(sums) {
+			t.Fatalf("orphan's memory changed: %v, was %v", got, sums)
+		}
+		t.Logf("leader %s killed during the migration of orphan %s -> %s: it ended running on %s only", leader, src, dst, where)
+		if out, err := c.script("up"); err != nil {
+			t.Fatalf("restarting %s: %v\n%s", leader, err, out)
+		}
 	})
 }
 

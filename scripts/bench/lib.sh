@@ -168,3 +168,19 @@ PY
 	bench_log "wrote $out (and $BENCH_NAME-latest.json)"
 	[ -z "$BENCH_MISSED" ] || bench_log "$BENCH_NAME: targets missed: $BENCH_MISSED"
 }
+
+# bench_memload: builds cmd/memload (static) once into $BENCH_TMP and prints its path.
+bench_memload() {
+	local out=$BENCH_TMP/memload
+	[ -x "$out" ] || (cd "$BENCH_ROOT" && CGO_ENABLED=0 go build -o "$out" ./cmd/memload) >&2 || bench_die "building memload failed"
+	echo "$out"
+}
+
+# bench_hwm_kib PID: the process's peak resident set (VmHWM) in KiB.
+bench_hwm_kib() { awk '/^VmHWM:/ {print $2; f = 1} END {exit !f}' "/proc/$1/status"; }
+
+# bench_hwm_reset PID: restarts the process's VmHWM from its current RSS (writing 5 to clear_refs).
+bench_hwm_reset() { echo 5 >"/proc/$1/clear_refs"; }
+
+# bench_mib KIB: KiB as MiB with one decimal.
+bench_mib() { python3 -c "print(round($1 / 1024, 1))"; }

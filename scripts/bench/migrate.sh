@@ -1,0 +1,1 @@
+bench_migrate() { bench_die "migrate: not written yet"; }
