@@ -3,6 +3,8 @@ package migrate
 import (
 	"context"
 	"time"
+
+	"github.com/ferryhq/ferry/node/criu"
 )
 
 // Nodes is how the migration reaches the source and target agents. The agent implements it with calls over
@@ -46,38 +48,23 @@ type Job struct {
 
 // DumpResult is what the source reports after the dump and the transfer.
 type DumpResult struct {
-	FrozenAt    time.Time     `json:"frozen_at"`
-	DumpTook    time.Duration `json:"dump_took"`
-	PagesBytes  int64         `json:"pages_bytes"`  // through the page-server tunnel
-	PagesSHA256 string        `json:"pages_sha256"` // of those bytes, as the source sent them
-	StreamRaw   int64         `json:"stream_raw"`   // the rest, before compression
-	StreamWire  int64         `json:"stream_wire"`  // the rest, on the wire
-	Files       int           `json:"files"`
-	CRIU        *CRIUDump     `json:"criu,omitempty"`
-}
-
-// CRIUDump is CRIU's account of the dump.
-type CRIUDump struct {
-	FreezingTime time.Duration `json:"freezing_time"`
-	FrozenTime   time.Duration `json:"frozen_time"`
-	MemdumpTime  time.Duration `json:"memdump_time"`
-	MemwriteTime time.Duration `json:"memwrite_time"`
-	PagesWritten uint64        `json:"pages_written"`
+	FrozenAt    time.Time       `json:"frozen_at"`
+	DumpTook    time.Duration   `json:"dump_took"`
+	PagesBytes  int64           `json:"pages_bytes"`  // through the page-server tunnel
+	PagesWire   int64           `json:"pages_wire"`   // those bytes as sent (compressed) on the SSH channel
+	PagesSHA256 string          `json:"pages_sha256"` // of the pages, as the source's CRIU sent them
+	StreamRaw   int64           `json:"stream_raw"`   // the rest, before compression
+	StreamWire  int64           `json:"stream_wire"`  // the rest, on the wire
+	Files       int             `json:"files"`
+	CRIU        *criu.DumpStats `json:"criu,omitempty"`
 }
 
 // RestoreResult is what the target reports once the container runs there.
 type RestoreResult struct {
-	RunningAt time.Time     `json:"running_at"`
-	Took      time.Duration `json:"took"`
-	Pid       int           `json:"pid"`
-	CRIU      *CRIURestore  `json:"criu,omitempty"`
-}
-
-// CRIURestore is CRIU's account of the restore.
-type CRIURestore struct {
-	ForkingTime   time.Duration `json:"forking_time"`
-	RestoreTime   time.Duration `json:"restore_time"`
-	PagesRestored uint64        `json:"pages_restored"`
+	RunningAt time.Time          `json:"running_at"`
+	Took      time.Duration      `json:"took"`
+	Pid       int                `json:"pid"`
+	CRIU      *criu.RestoreStats `json:"criu,omitempty"`
 }
 
 // Progress is shown to a person while the migration runs.

@@ -92,7 +92,10 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.rep.Dump = dump
 	r.rep.BytesRaw = dump.PagesBytes + dump.StreamRaw
-	r.rep.BytesSent = dump.PagesBytes + dump.StreamWire
+	r.rep.BytesSent = dump.PagesWire + dump.StreamWire
+	if dump.PagesWire == 0 {
+		r.rep.BytesSent += dump.PagesBytes // the tunnel was not compressed
+	}
 	if err := r.record(ctx, StateRestoring, ""); err != nil {
 		return r.fail(ctx, err, true)
 	}

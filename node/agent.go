@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -135,6 +136,24 @@ func (a *Agent) checkpointsDir(name string) string {
 
 func (a *Agent) cgroupsPath(name string) string {
 	return fmt.Sprintf("/ferry/%s/%s", a.cfg.Name, name)
+}
+
+// lockForCRIU is the start of every CRIU operation on a container: CRIU must be usable, the container must
+// exist and be in one of states (else the error says so, with why), and its operations are serialised: the
+// caller must call unlock when done.
+func (a *Agent) lockForCRIU(name, why string, states ...string) (e *entry, unlock func(), err error) {
+	if err := a.criuReady(); err != nil {
+		return nil, nil, err
+	}
+	if e, err = a.lookup(name); err != nil {
+		return nil, nil, err
+	}
+	e.op.Lock()
+	if c := e.snapshot(); !slices.Contains(states, c.State) {
+		e.op.Unlock()
+		return nil, nil, fmt.Errorf("%w: container %s is %s; %s", ErrState, name, c.State, why)
+	}
+	return e, e.op.Unlock, nil
 }
 
 // criuReady says why CRIU cannot be used on this node, or nil.

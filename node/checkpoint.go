@@ -40,19 +40,11 @@ type CheckpointReport struct {
 // LeaveRunning the container is gone afterwards (state checkpointed) until Restore. If the dump fails the
 // container keeps running and nothing of the checkpoint is left.
 func (a *Agent) Checkpoint(ctx context.Context, name string, opts CheckpointOptions, progress ProgressFunc) (*CheckpointReport, error) {
-	if err := a.criuReady(); err != nil {
-		return nil, err
-	}
-	e, err := a.lookup(name)
+	e, unlock, err := a.lockForCRIU(name, "only a running container can be checkpointed", StateRunning)
 	if err != nil {
 		return nil, err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	c := e.snapshot()
-	if c.State != StateRunning {
-		return nil, fmt.Errorf("%w: container %s is %s; only a running container can be checkpointed", ErrState, name, c.State)
-	}
+	defer unlock()
 	ph := newPhaser(progress)
 	pend, err := checkpoint.Begin(a.checkpointsDir(name), checkpoint.NewID(time.Now()))
 	if err != nil {

@@ -40,19 +40,11 @@ type MigrationDump struct {
 // target needs. The container stays frozen until FinishMigration: removed on commit, thawed on roll-back. If
 // the dump fails, the container is thawed and goes on, and nothing is left.
 func (a *Agent) DumpForMigration(ctx context.Context, name string, opts MigrationDumpOptions) (*MigrationDump, error) {
-	if err := a.criuReady(); err != nil {
-		return nil, err
-	}
-	e, err := a.lookup(name)
+	e, unlock, err := a.lockForCRIU(name, "only a running container can migrate", StateRunning)
 	if err != nil {
 		return nil, err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	c := e.snapshot()
-	if c.State != StateRunning {
-		return nil, fmt.Errorf("%w: container %s is %s; only a running container can migrate", ErrState, name, c.State)
-	}
+	defer unlock()
 	dir := a.migrationDir(name)
 	_ = os.RemoveAll(dir)
 	for _, d := range []string{filepath.Join(dir, checkpoint.ImagesDir), filepath.Join(dir, checkpoint.LogsDir)} {

@@ -36,21 +36,13 @@ type RestoreReport struct {
 // used; a checkpoint that does not match is refused and the container is left as it was. If CRIU fails, the
 // container is left checkpointed, with its old writable layer, and the error carries CRIU's reason.
 func (a *Agent) Restore(ctx context.Context, name string, opts RestoreOptions, progress ProgressFunc) (*RestoreReport, error) {
-	if err := a.criuReady(); err != nil {
-		return nil, err
-	}
-	e, err := a.lookup(name)
+	e, unlock, err := a.lockForCRIU(name, "only a container that is not running can be restored (checkpoint or stop it first)",
+		StateCheckpointed, StateExited, StateStopped, StateCreated)
 	if err != nil {
 		return nil, err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
+	defer unlock()
 	c := e.snapshot()
-	switch c.State {
-	case StateCheckpointed, StateExited, StateStopped, StateCreated:
-	default:
-		return nil, fmt.Errorf("%w: container %s is %s; only a container that is not running can be restored (checkpoint or stop it first)", ErrState, name, c.State)
-	}
 	ph := newPhaser(progress)
 	ck, err := a.openCheckpoint(name, opts.Checkpoint, c.Checkpoint)
 	if err != nil {

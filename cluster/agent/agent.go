@@ -243,7 +243,41 @@ func (a *Agent) startGossip(first bool) error {
 	}
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.refreshMeta() }()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.reconnectGossip() }()
 	return nil
+}
+
+// reconnectGossip joins again, every few seconds, the nodes the cluster knows that gossip does not see alive.
+// After a partition longer than memberlist keeps gossiping to the dead, both sides consider the other dead
+// and neither would ever contact the other again; this heals it once the link is back.
+func (a *Agent) reconnectGossip() {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		}
+		alive := map[string]bool{}
+		for _, m := range a.members.Members() {
+			if m.Status == cluster.StatusAlive || m.Status == cluster.StatusSuspect {
+				alive[m.Name] = true
+			}
+		}
+		var addrs []string
+		for _, n := range a.store.State().NodeList() {
+			if n.Name != a.cfg.Name && !alive[n.Name] && n.Status != cluster.StatusLeft && n.GossipAddr != "" {
+				addrs = append(addrs, n.GossipAddr)
+			}
+		}
+		if len(addrs) > 0 {
+			if n, err := a.members.Join(addrs); err == nil && n > 0 {
+				a.log.Info("gossip reconnected to nodes it had lost", "contacted", n)
+			}
+		}
+	}
 }
 
 // joinGossip joins the gossip of the agents named by --join and of every node the raft state knows (so an

@@ -108,12 +108,8 @@ func (a *Agent) dumpAndSend(ctx context.Context, j migrate.Job) (*migrate.DumpRe
 	if err != nil {
 		return nil, fmt.Errorf("streaming the dump to %s: %w", j.Target, err)
 	}
-	res := &migrate.DumpResult{FrozenAt: md.FrozenAt, DumpTook: md.DumpTook, PagesBytes: sum.Bytes, PagesSHA256: sum.SHA256,
-		StreamRaw: st.RawBytes, StreamWire: st.WireBytes, Files: st.Files}
-	if c := md.CRIU; c != nil {
-		res.CRIU = &migrate.CRIUDump{FreezingTime: c.FreezingTime, FrozenTime: c.FrozenTime, MemdumpTime: c.MemdumpTime,
-			MemwriteTime: c.MemwriteTime, PagesWritten: c.PagesWritten}
-	}
+	res := &migrate.DumpResult{FrozenAt: md.FrozenAt, DumpTook: md.DumpTook, PagesBytes: sum.Bytes, PagesWire: sum.Wire, PagesSHA256: sum.SHA256,
+		StreamRaw: st.RawBytes, StreamWire: st.WireBytes, Files: st.Files, CRIU: md.CRIU}
 	return res, nil
 }
 
@@ -158,11 +154,7 @@ func (a *Agent) checkAndRestore(ctx context.Context, id string, req restoreReque
 	if err != nil {
 		return nil, err
 	}
-	res := &migrate.RestoreResult{RunningAt: time.Now(), Took: rep.Took, Pid: rep.Pid}
-	if c := rep.CRIU; c != nil {
-		res.CRIU = &migrate.CRIURestore{ForkingTime: c.ForkingTime, RestoreTime: c.RestoreTime, PagesRestored: c.PagesRestored}
-	}
-	return res, nil
+	return &migrate.RestoreResult{RunningAt: time.Now(), Took: rep.Took, Pid: rep.Pid, CRIU: rep.CRIU}, nil
 }
 
 func (a *Agent) finishOutgoing(w http.ResponseWriter, r *http.Request) {

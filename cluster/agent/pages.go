@@ -11,9 +11,11 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/transfer/sshx"
+	"github.com/klauspost/compress/zstd"
 )
 
 // channelPages carries CRIU's page-server protocol from the source's CRIU (which connects to a port on the
@@ -23,13 +25,15 @@ import (
 const channelPages = "ferry-pages"
 
 type pagesHeader struct {
-	ID string `json:"id"`
+	ID   string `json:"id"`
+	Zstd bool   `json:"zstd,omitempty"` // the source-to-target direction is a zstd stream
 }
 
 // pageSum is the hash and size of what went through a page tunnel in the source-to-target direction.
 type pageSum struct {
 	SHA256 string
 	Bytes  int64
+	Wire   int64 // bytes that went on the channel (compressed), on the source's side
 	Err    error
 }
 
@@ -75,7 +79,17 @@ func (a *Agent) servePages(ctx context.Context, ch *sshx.Channel) {
 		return
 	}
 	defer conn.Close()
-	sum, n, err := splice(ch, conn)
+	var from io.ReadWriter = ch
+	if h.Zstd {
+		dec, err := zstd.NewReader(ch, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20))
+		if err != nil {
+			a.pages.slot(h.ID) <- pageSum{Err: err}
+			return
+		}
+		defer dec.Close()
+		from = readWriter{Reader: dec, Writer: ch, closeWrite: ch.CloseWrite}
+	}
+	sum, n, err := splice(from, conn)
 	a.pages.slot(h.ID) <- pageSum{SHA256: sum, Bytes: n, Err: err}
 }
 
@@ -92,7 +106,7 @@ func (a *Agent) openPageTunnel(ctx context.Context, targetAddr, id string) (*pag
 		return nil, err
 	}
 	t := &pageTunnel{ln: ln, result: make(chan pageSum, 1)}
-	extra, _ := json.Marshal(pagesHeader{ID: id})
+	extra, _ := json.Marshal(pagesHeader{ID: id, Zstd: true})
 	go func() {
 		c, err := ln.Accept()
 		ln.Close()
@@ -107,12 +121,18 @@ func (a *Agent) openPageTunnel(ctx context.Context, targetAddr, id string) (*pag
 			return
 		}
 		defer ch.Close()
-		var to io.ReadWriter = ch
+		wire := &countingRW{ReadWriter: ch}
+		enc, err := newFlushingEncoder(wire)
+		if err != nil {
+			t.result <- pageSum{Err: err}
+			return
+		}
+		var to io.ReadWriter = enc
 		if a.fault("corrupt-pages") {
-			to = &corrupter{ReadWriter: ch, at: 1 << 20}
+			to = &corrupter{ReadWriter: enc, at: 1 << 20} // after the hash, before the wire
 		}
 		sum, n, err := splice(c, to)
-		t.result <- pageSum{SHA256: sum, Bytes: n, Err: err}
+		t.result <- pageSum{SHA256: sum, Bytes: n, Wire: wire.n.Load(), Err: err}
 	}()
 	return t, nil
 }
@@ -180,6 +200,72 @@ func (c *corrupter) Write(p []byte) (int, error) {
 }
 
 func (c *corrupter) CloseWrite() error {
+	if cw, ok := c.ReadWriter.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// readWriter joins a reader (a decompressor) with the channel's writing side.
+type readWriter struct {
+	io.Reader
+	io.Writer
+	closeWrite func() error
+}
+
+func (rw readWriter) CloseWrite() error { return rw.closeWrite() }
+
+// flushingEncoder compresses what is written through it with zstd and flushes after every write, so that
+// CRIU's page-server messages are never held back waiting for more data (the protocol has replies).
+// Random memory does not compress; text and zeroes do, and the link carries less.
+type flushingEncoder struct {
+	to  io.ReadWriter
+	enc *zstd.Encoder
+}
+
+func newFlushingEncoder(to io.ReadWriter) (*flushingEncoder, error) {
+	enc, err := zstd.NewWriter(to, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, err
+	}
+	return &flushingEncoder{to: to, enc: enc}, nil
+}
+
+func (f *flushingEncoder) Write(p []byte) (int, error) {
+	n, err := f.enc.Write(p)
+	if err != nil {
+		return n, err
+	}
+	return n, f.enc.Flush()
+}
+
+func (f *flushingEncoder) Read(p []byte) (int, error) { return f.to.Read(p) }
+
+// CloseWrite ends the zstd stream and then the channel's sending side.
+func (f *flushingEncoder) CloseWrite() error {
+	err := f.enc.Close()
+	if cw, ok := f.to.(closeWriter); ok {
+		if cerr := cw.CloseWrite(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// countingRW counts the bytes written through it (safe to read from another goroutine).
+type countingRW struct {
+	io.ReadWriter
+	n atomic.Int64
+}
+
+func (c *countingRW) Write(p []byte) (int, error) {
+	n, err := c.ReadWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingRW) CloseWrite() error {
 	if cw, ok := c.ReadWriter.(closeWriter); ok {
 		return cw.CloseWrite()
 	}

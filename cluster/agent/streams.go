@@ -120,6 +120,8 @@ func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (strea
 	}
 	opts := stream.DefaultReceiveOptions()
 	opts.Logger = a.log
+	// Migrations are restored at once and benchmark streams discarded: no need to wait for the disk.
+	opts.Sync = h.Kind == streamImage
 	switch h.Kind {
 	case streamMigration:
 		if _, err := a.node.Incoming(h.ID); err != nil {

@@ -7,8 +7,9 @@
 #   1. Ferry's stream: the sending agent's POST /v1/debug/send (SSH + zstd, checked by sha256 on arrival, then
 #      discarded): throughput (raw MB/s, 1 MB = 1e6 bytes), bytes on the wire, and the sending agent's peak RSS
 #      (VmHWM, restarted through clear_refs before the sends, read after them).
-#   2. A plain TCP copy with no compression and no encryption (`tar cf - | socat` into `socat > wc -c`): the
-#      near-physical limit of the link.
+#   2. A plain TCP copy with no compression and no encryption (`tar -b 2048 -cf - | socat -b 1M` into
+#      `socat -b 1M | wc -c`): the near-physical limit of the link. (With tar's and socat's default 10 KiB and 8 KiB
+#      blocks the copy is bound by system calls, not by the link: 2-4x slower here.)
 #   3. The manual way: `tar czf - DIR | ssh bt-2 'tar xzf - -C DEST'`, to an sshd started for the benchmark in
 #      bt-2's namespace (temporary host and client keys, its own config, killed at the end).
 # Targets (issue 4): Ferry >= 60% of the plain copy's throughput, >= 5x the manual way's, fewer bytes on the wire
@@ -118,11 +119,11 @@ bt_plain_copy() {
 	local dir=$1 cnt=$BENCH_TMP/bt-plain.count rpid t0 t1 bytes
 	local addr=10.76.0.12
 	: >"$cnt"
-	bt_in "${BT_HOSTS[1]}" sh -c "exec socat -u TCP-LISTEN:$BT_TCP_PORT,bind=$addr,reuseaddr - | wc -c >'$cnt'" &
+	bt_in "${BT_HOSTS[1]}" sh -c "exec socat -u -b 1048576 TCP-LISTEN:$BT_TCP_PORT,bind=$addr,reuseaddr - | wc -c >'$cnt'" &
 	rpid=$!
 	bench_wait 10 "the plain receiver listening" bt_in "${BT_HOSTS[1]}" sh -c "ss -Hltn 'sport = :$BT_TCP_PORT' | grep -q ." || return 1
 	t0=$(bench_now_ms)
-	bt_in "${BT_HOSTS[0]}" sh -c "tar cf - -C '$dir' . | socat -u - TCP:$addr:$BT_TCP_PORT" || { bench_log "plain copy: sender failed"; return 1; }
+	bt_in "${BT_HOSTS[0]}" sh -c "tar -b 2048 -cf - -C '$dir' . | socat -u -b 1048576 - TCP:$addr:$BT_TCP_PORT" || { bench_log "plain copy: sender failed"; return 1; }
 	wait "$rpid" || { bench_log "plain copy: receiver failed"; return 1; }
 	t1=$(bench_now_ms)
 	bytes=$(cat "$cnt")
@@ -149,7 +150,8 @@ StrictModes no
 PidFile $d/sshd.pid
 LogLevel ERROR
 EOF
-	bt_in "${BT_HOSTS[1]}" /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>>"$BENCH_TMP/bt-sshd.log" &
+	# nsenter itself (not the bt_in function, whose subshell would be the pid) so that $! is sshd.
+	nsenter --net="/run/netns/${BT_HOSTS[1]}" /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>>"$BENCH_TMP/bt-sshd.log" &
 	BT_SSHD_PID=$!
 	bench_on_exit "kill $BT_SSHD_PID 2>/dev/null || true; wait $BT_SSHD_PID 2>/dev/null || true"
 	BT_SSH=(ssh -i "$d/client_key" -p "$BT_SSH_PORT" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
@@ -183,7 +185,7 @@ bench_transfer() {
 	bt_up
 	bench_log "transfer: making the 256 MiB checkpoint in $data"
 	bt_make_data "$data"
-	raw=$(du -sb "$data" | cut -f1)
+	raw=$(find "$data" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
 	files=$(find "$data" -type f | wc -l)
 	bench_log "transfer: $files files, $raw bytes ($BT_DATA_KIND)"
 	bt_sshd_start
@@ -240,6 +242,6 @@ bench_transfer() {
 	bench_note "data: $files files, $raw bytes: $BT_DATA_KIND; $runs runs of each, ${BT_HOSTS[0]} -> ${BT_HOSTS[1]} over the bench bridge (veth, one machine, 2 CPUs shared by sender and receiver)"
 	bench_note "Ferry: POST /v1/debug/send on ${BT_HOSTS[0]}'s socket (SSH channels + zstd, sha256 checked on arrival, then discarded; ${streams:-?} streams); MB/s = raw bytes / the agent's measured duration"
 	bench_note "agent RSS: VmRSS before the sends $(bench_mib "$rss0") MiB; VmHWM restarted (clear_refs 5) before the sends and read after them"
-	bench_note "plain: tar cf - | socat -u into socat | wc -c, no compression, no encryption; manual: tar czf - | ssh (OpenSSH $(ssh -V 2>&1 | cut -d, -f1 | sed 's/^OpenSSH_//'), default cipher) | tar xzf - on ${BT_HOSTS[1]}"
+	bench_note "plain: tar -b 2048 -cf - | socat -u -b 1048576 into socat -u -b 1048576 | wc -c (1 MiB blocks), no compression, no encryption; manual: tar czf - | ssh (OpenSSH $(ssh -V 2>&1 | cut -d, -f1 | sed 's/^OpenSSH_//'), default cipher) | tar xzf - on ${BT_HOSTS[1]}"
 	bench_finish
 }
