@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/ferryhq/ferry/cluster"
 	"github.com/ferryhq/ferry/migrate"
@@ -149,4 +148,3 @@ type prepareResponse struct {
 	PagePort int `json:"page_port"`
 }
 
-func timeNow() time.Time { return time.Now() }

@@ -106,7 +106,8 @@ func (a *Agent) openPageTunnel(ctx context.Context, targetAddr, id string) (*pag
 		return nil, err
 	}
 	t := &pageTunnel{ln: ln, result: make(chan pageSum, 1)}
-	extra, _ := json.Marshal(pagesHeader{ID: id, Zstd: true})
+	zstdOn := !a.fault("no-page-compression")
+	extra, _ := json.Marshal(pagesHeader{ID: id, Zstd: zstdOn})
 	go func() {
 		c, err := ln.Accept()
 		ln.Close()
@@ -122,14 +123,17 @@ func (a *Agent) openPageTunnel(ctx context.Context, targetAddr, id string) (*pag
 		}
 		defer ch.Close()
 		wire := &countingRW{ReadWriter: ch}
-		enc, err := newFlushingEncoder(wire)
-		if err != nil {
-			t.result <- pageSum{Err: err}
-			return
+		var to io.ReadWriter = wire
+		if zstdOn {
+			enc, err := newFlushingEncoder(wire)
+			if err != nil {
+				t.result <- pageSum{Err: err}
+				return
+			}
+			to = enc
 		}
-		var to io.ReadWriter = enc
 		if a.fault("corrupt-pages") {
-			to = &corrupter{ReadWriter: enc, at: 1 << 20} // after the hash, before the wire
+			to = &corrupter{ReadWriter: to, at: 1 << 20} // after the hash, before the wire
 		}
 		sum, n, err := splice(c, to)
 		t.result <- pageSum{SHA256: sum, Bytes: n, Wire: wire.n.Load(), Err: err}
@@ -162,7 +166,9 @@ func splice(from, to io.ReadWriter) (string, int64, error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n, fwdErr = io.Copy(io.MultiWriter(to, hashWriter{h}), from)
+		// A large buffer: CRIU sends pages in big runs, and each write here becomes one compressed block.
+		buf := make([]byte, 1<<20)
+		n, fwdErr = io.CopyBuffer(io.MultiWriter(to, hashWriter{h}), onlyReader{from}, buf)
 		if cw, ok := to.(closeWriter); ok {
 			_ = cw.CloseWrite()
 		}
@@ -271,3 +277,8 @@ func (c *countingRW) CloseWrite() error {
 	}
 	return nil
 }
+
+// onlyReader hides a reader's WriterTo, so that io.CopyBuffer uses the buffer it is given.
+type onlyReader struct{ r io.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }

@@ -172,11 +172,11 @@ bm_ferry_size() {
 			BM_POSTCOPY=$(head -n1 <<<"$err")
 	fi
 	bm_ferry "${BM_HOSTS[0]}" rm --force "$name" >/dev/null || bench_log "ferry rm --force $name failed"
-	BM_F_DOWN[$s]=$(bench_stat median "${down[@]}")
-	BM_F_GAP[$s]=$(bench_stat median "${gaps[@]}")
-	BM_F_TOTAL[$s]=$(bench_stat median "${total[@]}")
-	BM_F_SENT[$s]=$(bench_stat median "${sent[@]}")
-	BM_F_RAW[$s]=$(bench_stat median "${raw[@]}")
+	BM_F_DOWN[$s]=$(bench_stat median "${down[@]}" | xargs printf '%.0f')
+	BM_F_GAP[$s]=$(bench_stat median "${gaps[@]}" | xargs printf '%.0f')
+	BM_F_TOTAL[$s]=$(bench_stat median "${total[@]}" | xargs printf '%.0f')
+	BM_F_SENT[$s]=$(bench_stat median "${sent[@]}" | cut -d. -f1)
+	BM_F_RAW[$s]=$(bench_stat median "${raw[@]}" | cut -d. -f1)
 	bench_samples "ferry_downtime_ms_$s" ms "${down[@]}"
 	bench_samples "ferry_gap_ms_$s" ms "${gaps[@]}"
 	bench_samples "ferry_total_ms_$s" ms "${total[@]}"
@@ -252,6 +252,10 @@ bm_podman() { CONTAINERS_CONF=$BM_PODMAN_DIR/containers.conf podman --root "$BM_
 bm_podman_setup() {
 	BM_PODMAN_DIR=$BENCH_TMP/bm-podman
 	mkdir -p "$BM_PODMAN_DIR"
+	# podman keeps its blob-info cache in /var/lib/containers/cache whatever --root says: remove it at the end
+	# if this benchmark is what made it.
+	BM_PODMAN_MADE=
+	[ -e /var/lib/containers ] || BM_PODMAN_MADE=1
 	# This machine refuses to raise RLIMIT_NOFILE and RLIMIT_NPROC; podman's default ulimits try to.
 	printf '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' >"$BM_PODMAN_DIR/containers.conf"
 	bench_on_exit bm_podman_cleanup
@@ -260,11 +264,12 @@ bm_podman_setup() {
 }
 
 bm_podman_cleanup() {
-	[ -n "${BM_PODMAN_DIR:-}" ] && [ -d "$BM_PODMAN_DIR/root" ] || return 0
+	[ -n "${BM_PODMAN_DIR:-}" ] && [ -d "$BM_PODMAN_DIR" ] || return 0
 	bm_podman rm --all --force --time 0 >/dev/null 2>&1 || true
 	bm_podman rmi --all --force >/dev/null 2>&1 || true
 	awk -v d="$BM_PODMAN_DIR/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" || true; done
 	rm -rf "$BM_PODMAN_DIR"
+	[ -z "${BM_PODMAN_MADE:-}" ] || rm -rf /var/lib/containers
 }
 
 # bm_podman_size S: Podman's export, copy, import of a fresh S MiB workload.
