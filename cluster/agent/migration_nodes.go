@@ -147,4 +147,3 @@ type finishRequest struct {
 type prepareResponse struct {
 	PagePort int `json:"page_port"`
 }
-
