@@ -55,6 +55,16 @@ bench_on_exit 'rm -rf "$BENCH_TMP"'
 trap 'exit 130' INT TERM
 
 bash "$BENCH_ROOT/scripts/install-deps.sh" >&2
+# Benchmark-only baselines and tools, from Debian's packages (the agent needs none of them).
+bench_pkgs=()
+for p in podman socat openssh-server curl; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || bench_pkgs+=("$p")
+done
+if [ ${#bench_pkgs[@]} -gt 0 ]; then
+	apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bench_pkgs[@]}" >/dev/null \
+		|| { echo "bench.sh: apt-get install ${bench_pkgs[*]} failed" >&2; exit 1; }
+	echo "bench.sh: installed ${bench_pkgs[*]}" >&2
+fi
 bench_log "building ferry and the cluster package's benchmarks into $BENCH_TMP"
 (cd "$BENCH_ROOT" && go build -o "$BENCH_TMP/ferry" ./cmd/ferry && go test -c -o "$BENCH_TMP/cluster.test" ./cluster/) >&2 \
 	|| bench_die "build failed"
