@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -35,15 +36,8 @@ type Config struct {
 	Faults []string
 }
 
-// fault reports whether the named fault is to be injected.
-func (c *Config) fault(name string) bool {
-	for _, f := range c.Faults {
-		if f == name {
-			return true
-		}
-	}
-	return false
-}
+// Fault reports whether the named fault is to be injected.
+func (c *Config) Fault(name string) bool { return slices.Contains(c.Faults, name) }
 
 // DefaultConfig returns a Config with the defaults filled in.
 func DefaultConfig() Config {

@@ -137,7 +137,7 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 	if err != nil {
 		return fail(err)
 	}
-	if a.cfg.fault("break-restore") {
+	if a.cfg.Fault("break-restore") {
 		_ = os.Truncate(filepath.Join(ck.ImagesDir(), "inventory.img"), 3)
 	}
 	rep, err := a.restoreMigrated(ctx, ck, rec, logPath, progress)
@@ -215,5 +215,5 @@ func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, 
 // lazyOK says whether restores of migrated containers start before their memory is in (CRIU's lazy pages from
 // the local images, through userfaultfd): when the probe found userfaultfd, unless turned off.
 func (a *Agent) lazyOK() bool {
-	return a.features != nil && a.features.Has(criu.FeatureLazyPages) && a.features.Has(criu.FeatureLazyPagesNonCoop) && !a.cfg.fault("no-lazy-restore")
+	return a.features != nil && a.features.Has(criu.FeatureLazyPages) && a.features.Has(criu.FeatureLazyPagesNonCoop) && !a.cfg.Fault("no-lazy-restore")
 }

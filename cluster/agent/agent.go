@@ -431,14 +431,7 @@ func (a *Agent) admit(name string, _ ssh.PublicKey) error {
 }
 
 // fault reports whether a fault is to be injected (tests of the failure paths).
-func (a *Agent) fault(name string) bool {
-	for _, f := range a.cfg.Node.Faults {
-		if f == name {
-			return true
-		}
-	}
-	return false
-}
+func (a *Agent) fault(name string) bool { return a.cfg.Node.Fault(name) }
 
 // Name is the node's name; Addr its advertised SSH address.
 func (a *Agent) Name() string { return a.cfg.Name }
