@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"bufio"
 	"bytes"
 	"context"
@@ -29,7 +30,12 @@ type devCluster struct {
 	env    []string
 }
 
-var clusterSeq int
+// clusterSeq numbers the dev clusters of this test process: hosts feN-1.., bridge feNbr, network 10.79.N.
+// FERRY_E2E_SEQ_BASE shifts the numbering so that two test processes can run side by side.
+var clusterSeq = func() int {
+	n, _ := strconv.Atoi(os.Getenv("FERRY_E2E_SEQ_BASE"))
+	return n
+}()
 
 // startDevCluster brings up n hosts PREFIX-1..n and registers `dev-cluster.sh down` as cleanup.
 func startDevCluster(t *testing.T, n int) *devCluster {
