@@ -19,14 +19,10 @@ const (
 	featureUFFD       = "uffd"
 )
 
-// PostCopyWorks says whether this build has a post-copy path that works on the kernels it was checked on.
-// CRIU's documented lazy-pages migration fails on the machines Ferry is developed on (the source's page
-// pipe refuses tee with EPERM), and no working path has been built yet; until one is, post-copy is refused
-// before anything is touched, and auto never picks it.
-const PostCopyWorks = false
-
 // ChooseMode resolves the requested mode against what both nodes' CRIU can do. It returns the mode to run,
-// or an error (wrapping ErrMode) that says which node lacks what.
+// or an error (wrapping ErrMode) that says which node lacks what. Auto never picks post-copy: whether
+// CRIU's lazy-pages migration works is known only from a live probe on both nodes, which the
+// caller runs when post-copy is asked for (see node.Agent.ProbePostCopy).
 func ChooseMode(requested string, src, dst string, srcFeatures, dstFeatures []string) (string, error) {
 	has := func(fs []string, f string) bool {
 		for _, x := range fs {
@@ -63,9 +59,6 @@ func ChooseMode(requested string, src, dst string, srcFeatures, dstFeatures []st
 	case ModePostCopy:
 		if l := lacks(featureUFFD); len(l) > 0 {
 			return "", fmt.Errorf("%w: post-copy needs userfaultfd (CRIU feature %s), which %s lack(s); use --mode stop-copy", ErrMode, featureUFFD, strings.Join(l, " and "))
-		}
-		if !PostCopyWorks {
-			return "", fmt.Errorf("%w: post-copy (CRIU lazy pages across hosts) fails on this kernel (the source's page pipe refuses tee) and is not offered; nothing was touched; use --mode stop-copy", ErrMode)
 		}
 		return ModePostCopy, nil
 	}

@@ -178,7 +178,7 @@ func TestChooseMode(t *testing.T) {
 		{"", ModeStopCopy, "", plain, plain},
 		{"stop-copy", ModeStopCopy, "", plain, plain},
 		{"pre-copy", "", "vg-2 lack", dirty, plain},
-		{"post-copy", "", "not offered", plain, plain},
+		{"post-copy", "post-copy", "", plain, plain},
 		{"post-copy", "", "userfaultfd", nil, plain},
 		{"sideways", "", "unknown mode", plain, plain},
 	}

@@ -27,6 +27,7 @@ type Agent struct {
 	features *criu.Features
 	probeErr error
 	started  time.Time
+	postCopy postCopyCache
 
 	mu         sync.Mutex
 	containers map[string]*entry

@@ -132,6 +132,9 @@ func (a *Agent) planMigration(req api.MigrateRequest) (migrate.Job, error) {
 	if mode == migrate.ModePreCopy && req.Mode != migrate.ModePreCopy {
 		mode = migrate.ModeStopCopy // auto: this version does not run pre-copy rounds yet
 	}
+	if mode == migrate.ModePostCopy {
+		return migrate.Job{}, a.checkPostCopy(src.Name, dst.Name)
+	}
 	if mode != migrate.ModeStopCopy {
 		return migrate.Job{}, fmt.Errorf("%w: mode %s is not run by this version yet; use --mode stop-copy", node.ErrInvalid, mode)
 	}

@@ -24,6 +24,7 @@ func (a *Agent) registerInternal(rt *Router) {
 	rt.handle("POST /v1/internal/migrations/{id}/abort", a.agentsOnly(a.abortIncoming))
 	rt.handle("POST /v1/internal/images/{name}/push", a.agentsOnly(a.pushImageTo))
 	rt.handle("POST /v1/internal/layers", a.agentsOnly(a.haveLayers))
+	rt.handle("POST /v1/internal/probe/post-copy", a.agentsOnly(a.probePostCopy))
 	rt.handle("POST /v1/migrations", a.migrateCmd)
 	rt.handle("POST /v1/debug/send", a.sendCmd)
 }

@@ -132,6 +132,16 @@ func TestMigration(t *testing.T) {
 		}
 	}
 
+	t.Run("post-copy is refused by a live probe before anything is touched", func(t *testing.T) {
+		r := c.on(h1, "migrate", "victim", h2, "--mode", "post-copy")
+		if r.code == 0 || !strings.Contains(r.stderr, "post-copy") || !strings.Contains(r.stderr, "probe") {
+			t.Fatalf("migrate --mode post-copy: exit %d, want a refusal naming the probe\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		t.Logf("post-copy refused: %s", strings.TrimSpace(r.stderr))
+		if ct := c.only(h1, "victim"); ct.Node != h1 || ct.State != "running" {
+			t.Fatalf("after a refused post-copy victim is %s on %s", ct.State, ct.Node)
+		}
+	})
 	t.Run("corrupted pages in transit are refused", func(t *testing.T) {
 		c.restartAgent(h1, "--fault", "corrupt-pages")
 		defer c.restartAgent(h1)
