@@ -232,6 +232,7 @@ func (a *Agent) startGossip(first bool) error {
 			}
 		}
 	})
+	a.store.OnLeadership(a.runPeriodicSnapshots)
 	if first && a.cfg.BootstrapExpect > 1 {
 		a.wg.Add(1)
 		go func() {
@@ -363,6 +364,7 @@ func abs(v int64) int64 {
 func (a *Agent) startAPI() error {
 	a.router = NewRouter(a.cfg.Name, a.store, api.NewServer(a.node, a.log), a, a.token, a.log)
 	a.registerInternal(a.router)
+	a.registerSnapshots(a.router)
 	roles := []string{sshx.RoleAgent, sshx.RoleController, sshx.RoleViewer}
 	sshAPI := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
