@@ -185,6 +185,7 @@ func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, target
 	if from == "" {
 		return fmt.Errorf("%w: no alive node holds snapshot %s (it is on %v)", node.ErrState, sn.ID, sn.Holders())
 	}
+	start := time.Now()
 	errs := make([]error, len(need))
 	var wg sync.WaitGroup
 	for i, t := range need {
@@ -201,7 +202,7 @@ func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, target
 			return fmt.Errorf("sending snapshot %s to %s: %w", sn.ID, need[i], err)
 		}
 	}
-	res.CopiedTo = need
+	res.CopiedTo, res.CopyTook = need, time.Since(start)
 	return nil
 }
 

@@ -68,7 +68,7 @@ Clones are named P-1, P-2, ... (default P: the source container's name and "-clo
 func printCloneResult(res *api.CloneResult) {
 	fmt.Printf("%d clone(s) of %s from snapshot %s in %s\n", len(res.Clones), res.Source, res.Snapshot, ms(res.Took))
 	if len(res.CopiedTo) > 0 {
-		fmt.Printf("  snapshot sent to %v\n", res.CopiedTo)
+		fmt.Printf("  snapshot sent to %v in %s\n", res.CopiedTo, ms(res.CopyTook))
 	}
 	var rows [][]string
 	for _, c := range res.Clones {

@@ -75,6 +75,7 @@ type CloneResult struct {
 	Source   string              `json:"source"`
 	Clones   []*node.CloneReport `json:"clones"`
 	CopiedTo []string            `json:"copied_to,omitempty"` // nodes the snapshot was sent to for these clones
+	CopyTook time.Duration       `json:"copy_took,omitempty"` // sending it there (with the image's missing layers)
 	Failed   []string            `json:"failed,omitempty"`    // one line per clone that did not start
 	Took     time.Duration       `json:"took"`
 }
