@@ -17,6 +17,7 @@ type CloneReport struct {
 	Pid       int                `json:"pid"`
 	Lazy      bool               `json:"lazy"` // started before its memory was in; CRIU's lazy-pages fills it in
 	Took      time.Duration      `json:"took"`
+	Phases    []PhaseTime        `json:"phases,omitempty"` // when each step began, from the start
 	CRIU      *criu.RestoreStats `json:"criu,omitempty"`
 }
 
@@ -38,7 +39,13 @@ func (a *Agent) Clone(ctx context.Context, id, name string, progress ProgressFun
 	if err != nil {
 		return nil, err
 	}
-	ph := newPhaser(progress)
+	var phases []PhaseTime
+	ph := newPhaser(func(p Progress) {
+		phases = append(phases, PhaseTime{Phase: p.Phase, At: p.Elapsed})
+		if progress != nil {
+			progress(p)
+		}
+	})
 	ph.phase("verifying", "checking the snapshot against its manifest")
 	if err := a.verifySnapshot(ctx, ck, true); err != nil {
 		return nil, fmt.Errorf("%w: refusing to clone snapshot %s: %v", ErrRejected, id, err)
@@ -62,7 +69,7 @@ func (a *Agent) Clone(ctx context.Context, id, name string, progress ProgressFun
 		return nil, err
 	}
 	_ = e.update(func(c *Container) { c.Checkpoint = "" })
-	rep := &CloneReport{Container: name, Node: a.cfg.Name, Snapshot: id, Source: source, Pid: pid, Lazy: lazy, Took: time.Since(ph.start)}
+	rep := &CloneReport{Container: name, Node: a.cfg.Name, Snapshot: id, Source: source, Pid: pid, Lazy: lazy, Took: time.Since(ph.start), Phases: phases}
 	rep.CRIU, _ = criu.ReadRestoreStats(a.restoreWork(e))
 	a.log.Info("clone started", "container", name, "snapshot", id, "source", source, "lazy", lazy, "took", rep.Took.Round(time.Millisecond))
 	return rep, nil

@@ -115,6 +115,7 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	}
 	var lp *criu.LazyPages
 	if lazy {
+		ph.phase("lazy-pages", "starting CRIU's lazy-pages daemon")
 		var err error
 		if lp, err = criu.StartLazyPages(ctx, a.cfg.Criu, ck.ImagesDir(), work); err != nil {
 			_ = os.RemoveAll(e.genDir(gen))
