@@ -35,6 +35,7 @@ type Agent struct {
 	pages      pageSums    // page tunnels' hashes, by migration
 	received   receivedSet // migration streams received, by migration
 	migrations runningJobs // migrations this agent drives as the leader
+	expected   expected    // containers loaded here whose placement is being moved here
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -87,6 +88,8 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if err := a.startAPI(); err != nil {
 		return nil, err
 	}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.runFence() }()
 	if first && cfg.ControllerKey != "" {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.addFirstControllers() }()

@@ -73,6 +73,7 @@ func (a *Agent) loadSnapshotHere(w http.ResponseWriter, r *http.Request) {
 		answer(w, nil, err)
 		return
 	}
+	a.expectPlacement(req.Container)
 	rep, err := a.node.LoadSnapshot(context.WithoutCancel(r.Context()), req.Container, r.PathValue("id"), nil)
 	answer(w, rep, err)
 }

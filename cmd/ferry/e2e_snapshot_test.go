@@ -155,6 +155,26 @@ func asOperator(t *testing.T, home, addr string, k operatorKey, args ...string) 
 	return r
 }
 
+// startAgentAgain starts the agent of host again after killAgent, the way dev-cluster.sh starts it.
+func (c *devCluster) startAgentAgain(host string) {
+	c.t.Helper()
+	i := strings.TrimPrefix(host, c.prefix+"-")
+	addr := fmt.Sprintf("10.79.%d.1%s:7400", c.seq, i)
+	args := []string{filepath.Join(repoRoot(), "scripts", "provision.sh"), "--name", host, "--bind", addr,
+		"--data-dir", filepath.Join(c.dir, host), "--binary", bins.ferry, "--netns", host,
+		"--log", filepath.Join(c.dir, host+".log"), "--token-file", filepath.Join(c.dir, "token"), "--", "--fast-failover"}
+	cmd := exec.Command("bash", args...)
+	cmd.Env = c.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("starting %s again: %v\n%s", host, err, out)
+	}
+	c.eventually(host+" alive again", 30*time.Second, func() bool {
+		r := c.on(host, "node", "ls", "-o", "json")
+		var nodes []api.NodeView
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &nodes) == nil && statusOf(nodes, host) == "alive"
+	})
+}
+
 func TestSnapshots(t *testing.T) {
 	c := startDevCluster(t, 3)
 	h1, h2, h3 := c.host(1), c.host(2), c.host(3)
@@ -346,5 +366,18 @@ func TestSnapshots(t *testing.T) {
 			t.Fatalf("far went on from %d on %s; it was at %d before the snapshot's node went down", got[0], res.Node, at[len(at)-1])
 		}
 		t.Logf("%s down; far loaded from the copy on %s in %s, counting on from %d", h2, res.Node, res.Took, got[0])
+
+		// h2 comes back with its old copy of far still running: its agent removes it, so that far runs in one place.
+		if _, err := os.Stat(filepath.Join(c.dir, h2, "containers", "far")); err != nil {
+			t.Fatalf("the old copy of far on %s is not there to test with: %v", h2, err)
+		}
+		c.startAgentAgain(h2)
+		c.eventually("the old copy of far removed from "+h2, 30*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(c.dir, h2, "containers", "far"))
+			return os.IsNotExist(err)
+		})
+		if ct := c.only(h2, "far"); ct.Node != res.Node || ct.State != "running" {
+			t.Fatalf("after %s came back far is %s on %s", h2, ct.State, ct.Node)
+		}
 	})
 }

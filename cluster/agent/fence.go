@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/node"
+)
+
+// A container must never run in two places. When a node is down or cut off, the cluster may restore one of
+// its containers elsewhere (a snapshot loaded on a node that holds a copy); the node's own copy may still be
+// running, and it comes back with the node. Every agent therefore looks, every few seconds, for containers
+// it runs that the cluster's state places on another node, and removes them.
+//
+// Left alone: a container with an active migration (its target runs it before the commit moves it), one
+// that this node is busy with (dumping, migrating, restoring), one that the cluster does not know, and one
+// whose placement on this node is being recorded (a snapshot load here is followed by the raft write that
+// moves it; see expectPlacement).
+
+// fenceEvery is how often an agent looks for containers placed elsewhere.
+const fenceEvery = 3 * time.Second
+
+// placementGrace is how long a container that was just loaded here is left alone while its new placement is
+// being recorded.
+const placementGrace = time.Minute
+
+// expected remembers containers restored on this node whose placement the cluster is about to move here.
+type expected struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// expectPlacement marks container name as about to be placed on this node.
+func (a *Agent) expectPlacement(name string) {
+	a.expected.mu.Lock()
+	defer a.expected.mu.Unlock()
+	if a.expected.m == nil {
+		a.expected.m = map[string]time.Time{}
+	}
+	a.expected.m[name] = time.Now().Add(placementGrace)
+}
+
+func (a *Agent) placementExpected(name string) bool {
+	a.expected.mu.Lock()
+	defer a.expected.mu.Unlock()
+	until, ok := a.expected.m[name]
+	if ok && time.Now().After(until) {
+		delete(a.expected.m, name)
+		return false
+	}
+	return ok
+}
+
+func (a *Agent) runFence() {
+	t := time.NewTicker(fenceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.fenceOnce(a.ctx)
+	}
+}
+
+// fenceOnce removes the local containers that the cluster places on another node.
+func (a *Agent) fenceOnce(ctx context.Context) {
+	st := a.store.State()
+	for _, c := range a.node.List() {
+		name := c.Config.Name
+		placed, ok := st.Containers[name]
+		if !ok || placed.Node == a.cfg.Name || st.ActiveMigration(name) != nil || a.placementExpected(name) {
+			continue
+		}
+		switch c.State {
+		case node.StateMigrating, node.StateCheckpointing, node.StateRestoring:
+			continue
+		}
+		if _, known := st.Nodes[placed.Node]; !known {
+			continue
+		}
+		a.log.Warn("removing a container that the cluster places on another node, so that it does not run in two places",
+			"container", name, "placed_on", placed.Node, "state", c.State)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := a.node.Remove(rctx, name, true)
+		cancel()
+		if err != nil {
+			a.log.Error("could not remove a container placed on another node", "container", name, "err", err)
+		}
+	}
+}
