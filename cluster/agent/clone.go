@@ -18,7 +18,7 @@ const maxClones = 100
 
 func (a *Agent) cloneCmd(w http.ResponseWriter, r *http.Request) {
 	var req api.CloneRequest
-	longCmd(w, r, &req, func(ctx context.Context, p func(string, string)) (any, error) {
+	longCmd(a.router, w, r, &req, func(ctx context.Context, p func(string, string)) (any, error) {
 		return a.clone(ctx, req, p)
 	})
 }

@@ -35,9 +35,13 @@ func (a *Agent) registerSnapshots(rt *Router) {
 // maxSnapshotCopies bounds --copies.
 const maxSnapshotCopies = 8
 
-// longCmd decodes the request body into req, then runs op, streaming its progress and ending with its result.
-func longCmd[T any](w http.ResponseWriter, r *http.Request, req *T, op func(ctx context.Context, progress func(phase, detail string)) (any, error)) {
+// longCmd runs on the leader (a follower passes the request on, so that every command sees the writes before
+// it): it decodes the request body into req, then runs op, streaming its progress and ending with its result.
+func longCmd[T any](rt *Router, w http.ResponseWriter, r *http.Request, req *T, op func(ctx context.Context, progress func(phase, detail string)) (any, error)) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err == nil && rt.proxyToLeader(w, r, body) {
+		return
+	}
 	if err == nil {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
@@ -69,7 +73,7 @@ func longCmd[T any](w http.ResponseWriter, r *http.Request, req *T, op func(ctx 
 
 func (a *Agent) snapshotCmd(w http.ResponseWriter, r *http.Request) {
 	var req api.SnapshotRequest
-	longCmd(w, r, &req, func(ctx context.Context, p func(string, string)) (any, error) {
+	longCmd(a.router, w, r, &req, func(ctx context.Context, p func(string, string)) (any, error) {
 		return a.CreateSnapshot(ctx, req, false, p)
 	})
 }
@@ -214,6 +218,9 @@ func (a *Agent) snapshotView(id string) api.SnapshotView {
 }
 
 func (a *Agent) listSnapshots(w http.ResponseWriter, r *http.Request) {
+	if a.router.proxyToLeader(w, r, nil) {
+		return
+	}
 	container := r.URL.Query().Get("container")
 	st := a.store.State()
 	out := []api.SnapshotView{}
@@ -240,25 +247,30 @@ func findSnapshot(st *cluster.State, idOrTemplate string) (*cluster.Snapshot, er
 func (a *Agent) loadSnapshotCmd(w http.ResponseWriter, r *http.Request) {
 	var req api.LoadSnapshotRequest
 	id := r.PathValue("id")
-	longCmd(w, r, &req, func(ctx context.Context, p func(string, string)) (any, error) {
-		return a.loadSnapshot(ctx, id, req.Container, p)
+	longCmd(a.router, w, r, &req, func(ctx context.Context, p func(string, string)) (any, error) {
+		return a.loadSnapshot(ctx, id, req, p)
 	})
 }
 
 // loadSnapshot takes the container back to snapshot id on its node, or, when that node is not alive, on a
 // node that holds a copy.
-func (a *Agent) loadSnapshot(ctx context.Context, id, container string, progress func(string, string)) (*api.LoadSnapshotResult, error) {
+func (a *Agent) loadSnapshot(ctx context.Context, id string, req api.LoadSnapshotRequest, progress func(string, string)) (*api.LoadSnapshotResult, error) {
 	start := time.Now()
 	st := a.store.State()
 	sn, err := findSnapshot(st, id)
 	if err != nil {
 		return nil, err
 	}
-	if container != "" && container != sn.Container {
-		return nil, fmt.Errorf("%w: snapshot %s is of container %s, not %s", node.ErrInvalid, sn.ID, sn.Container, container)
+	if req.Container != "" && req.Container != sn.Container {
+		return nil, fmt.Errorf("%w: snapshot %s is of container %s, not %s", node.ErrInvalid, sn.ID, sn.Container, req.Container)
 	}
 	target := ""
-	if c, ok := st.Containers[sn.Container]; ok && a.alive(st, c.Node) {
+	if req.Node != "" {
+		if !a.eligible(st, req.Node) {
+			return nil, fmt.Errorf("%w: node %s is not alive and eligible (ferry node ls); choose another --node", node.ErrState, req.Node)
+		}
+		target = req.Node
+	} else if c, ok := st.Containers[sn.Container]; ok && a.alive(st, c.Node) {
 		target = c.Node
 	} else {
 		for _, h := range sn.Holders() {
@@ -289,10 +301,11 @@ func (a *Agent) alive(st *cluster.State, name string) bool {
 // snapshot's. If nodeName holds no copy, one is sent from an alive node that does (with the image). If the
 // container runs on nodeName, it is replaced; if it is not in the cluster any more, it is placed again.
 //
-// It is meant for evacuation: restoring a container whose node is gone from its latest snapshot. It does not
-// stop the container on its previous node: the caller must know that node to be dead (or have stopped the
-// container there), or the container would run in two places. A snapshot that fails its checksums on
-// nodeName is marked bad in raft and nothing is restored.
+// It is meant for evacuation: restoring a container whose node is gone from its latest snapshot. If the
+// container's node is alive (and is not nodeName), the container is stopped there first; if that fails,
+// nothing is loaded. A dead node's copy cannot be stopped: its agent removes it when it comes back (fence.go),
+// so a node that is only cut off may run it until then. A snapshot that fails its checksums on nodeName is
+// marked bad in raft and nothing is restored.
 func (a *Agent) LoadSnapshotOn(ctx context.Context, snapshotID, nodeName string) error {
 	_, _, err := a.loadOn(ctx, snapshotID, nodeName)
 	return err
@@ -322,6 +335,9 @@ func (a *Agent) loadOn(ctx context.Context, id, target string) (*node.RestoreRep
 			return nil, "", fmt.Errorf("copying snapshot %s from %s to %s: %w", id, from, target, err)
 		}
 	}
+	if err := a.stopElsewhere(ctx, sn.Container, target); err != nil {
+		return nil, "", err
+	}
 	var rep node.RestoreReport
 	err := a.callAgent(ctx, target, "POST", "/v1/internal/snapshots/"+id+"/load", loadRequest{Container: sn.Container}, &rep)
 	if errors.Is(err, node.ErrRejected) {
@@ -334,6 +350,23 @@ func (a *Agent) loadOn(ctx context.Context, id, target string) (*node.RestoreRep
 	}
 	moved, err := a.placeLoaded(ctx, sn, target)
 	return &rep, moved, err
+}
+
+// stopElsewhere stops the container on its node when that node is alive and is not target, so that loading
+// it on target does not make it run in two places. (A dead node's copy is removed by its agent when it comes
+// back; see fence.go.)
+func (a *Agent) stopElsewhere(ctx context.Context, name, target string) error {
+	st := a.store.State()
+	c, ok := st.Containers[name]
+	if !ok || c.Node == target || !a.alive(st, c.Node) {
+		return nil
+	}
+	var got node.Container
+	err := a.router.call(ctx, c.Node, "POST", "/v1/containers/"+name+"/stop", api.StopRequest{Timeout: time.Second}, &got)
+	if err != nil && !errors.Is(err, node.ErrNotFound) {
+		return fmt.Errorf("stopping %s on %s before loading it on %s: %w", name, c.Node, target, err)
+	}
+	return nil
 }
 
 // placeLoaded records in raft that the container runs on target with the snapshot's configuration; it
@@ -360,6 +393,9 @@ func (a *Agent) placeLoaded(ctx context.Context, sn *cluster.Snapshot, target st
 // removeSnapshotCmd forgets a snapshot in raft and removes its data from every alive node that holds it
 // (a node that is down keeps its files until the snapshot's data is removed there by hand).
 func (a *Agent) removeSnapshotCmd(w http.ResponseWriter, r *http.Request) {
+	if a.router.proxyToLeader(w, r, nil) {
+		return
+	}
 	ctx := context.WithoutCancel(r.Context())
 	st := a.store.State()
 	sn, err := findSnapshot(st, r.PathValue("id"))

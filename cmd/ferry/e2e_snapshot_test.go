@@ -337,6 +337,29 @@ func TestSnapshots(t *testing.T) {
 		c.must(h1, "rm", "--force", "tick")
 	})
 
+	t.Run("loaded on another node, a container moves there and runs in one place", func(t *testing.T) {
+		c.must(h1, "run", "--name", "mover", "--node", h1, "busybox", "--", "sh", "-c", chatLog)
+		c.counterFrom(h1, "mover", 10)
+		sn := c.snapshot(h1, "mover", "--copies", "0")
+		var res api.LoadSnapshotResult
+		if err := json.Unmarshal([]byte(c.must(h2, "snapshot", "load", "mover", sn.ID, "--node", h3, "-o", "json")), &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Node != h3 || res.MovedFrom != h1 {
+			t.Fatalf("loaded on %s from %q, want on %s from %s", res.Node, res.MovedFrom, h3, h1)
+		}
+		// Stopped on h1 before the load; its left-over record there is removed by h1's agent.
+		c.eventually("mover gone from "+h1, 30*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(c.dir, h1, "containers", "mover"))
+			return os.IsNotExist(err)
+		})
+		if ct := c.only(h1, "mover"); ct.Node != h3 || ct.State != "running" {
+			t.Fatalf("mover is %s on %s after the load", ct.State, ct.Node)
+		}
+		contiguous(t, "mover on "+h3, c.counterFrom(h1, "mover", 5))
+		c.must(h1, "rm", "--force", "mover")
+	})
+
 	t.Run("a node holding a snapshot goes down: the snapshot is listed and loads from its other copy", func(t *testing.T) {
 		c.must(h1, "run", "--name", "far", "--node", h2, "busybox", "--", "sh", "-c", chatLog)
 		c.counterFrom(h1, "far", 10)

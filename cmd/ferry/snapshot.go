@@ -123,20 +123,22 @@ func newSnapshotLsCmd() *cobra.Command {
 }
 
 func newSnapshotLoadCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "load NAME ID",
+	var on string
+	cmd := &cobra.Command{
+		Use:   "load NAME ID [--node NODE]",
 		Short: "Take container NAME back to snapshot ID",
 		Long: `Take container NAME back to the moment of snapshot ID: its memory, its files and its recorded configuration.
 What it did after the snapshot is gone. The snapshot's files are checked against their sums first; a snapshot
 that fails is refused (and marked bad) and the container is not touched. When the container's node is gone,
-it is loaded on a node that holds a copy, and the container moves there.`,
-		Args: needArgs(2, 2, "ferry snapshot load NAME ID"),
+it is loaded on a node that holds a copy, and the container moves there. --node loads it on that node (the
+snapshot is sent there if needed, and the container, stopped where it was, moves there).`,
+		Args: needArgs(2, 2, "ferry snapshot load NAME ID [--node NODE]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			res, err := c.LoadSnapshot(cmd.Context(), args[1], api.LoadSnapshotRequest{Container: args[0]}, progressPrinter("load "+args[0]))
+			res, err := c.LoadSnapshot(cmd.Context(), args[1], api.LoadSnapshotRequest{Container: args[0], Node: on}, progressPrinter("load "+args[0]))
 			if err != nil {
 				return err
 			}
@@ -145,11 +147,13 @@ it is loaded on a node that holds a copy, and the container moves there.`,
 			}
 			fmt.Printf("%s is back at snapshot %s on %s (took %s)\n", res.Container, res.Snapshot, res.Node, ms(res.Took))
 			if res.MovedFrom != "" {
-				fmt.Printf("  moved from %s, which is not alive\n", res.MovedFrom)
+				fmt.Printf("  moved from %s\n", res.MovedFrom)
 			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&on, "node", "", "load it on this node (the container moves there)")
+	return cmd
 }
 
 func newSnapshotRmCmd() *cobra.Command {

@@ -45,6 +45,9 @@ type SnapshotResult struct {
 // LoadSnapshotRequest asks to take a container back to a snapshot.
 type LoadSnapshotRequest struct {
 	Container string `json:"container"`
+	// Node, when set, is where to load it (the container moves there); else its node, or, when that node is
+	// gone, a node that holds a copy.
+	Node string `json:"node,omitempty"`
 }
 
 // LoadSnapshotResult says where the container was restored and how long it took.
