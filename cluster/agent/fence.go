@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"os"
 	"sync"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 // that this node is busy with (dumping, migrating, restoring), one that the cluster does not know, and one
 // whose placement on this node is being recorded (a snapshot load here is followed by the raft write that
 // moves it; see expectPlacement).
+//
+// Likewise, snapshot data that a node kept while the snapshot was removed or dropped elsewhere (the node was
+// down) is removed once it is some minutes old and not in the cluster's catalogue.
 
 // fenceEvery is how often an agent looks for containers placed elsewhere.
 const fenceEvery = 3 * time.Second
@@ -55,13 +59,46 @@ func (a *Agent) placementExpected(name string) bool {
 func (a *Agent) runFence() {
 	t := time.NewTicker(fenceEvery)
 	defer t.Stop()
-	for {
+	for i := 1; ; i++ {
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-t.C:
 		}
 		a.fenceOnce(a.ctx)
+		if i%20 == 0 {
+			a.dropForgottenSnapshots()
+		}
+	}
+}
+
+// forgottenAge is how old a snapshot's data must be before it is removed for not being in the cluster's
+// state: a snapshot is recorded in raft just after its node has written it.
+const forgottenAge = 10 * time.Minute
+
+// dropForgottenSnapshots removes the snapshot data this node holds that the cluster no longer catalogues
+// (removed or dropped while the node was down).
+func (a *Agent) dropForgottenSnapshots() {
+	ids, err := a.node.Snapshots()
+	if err != nil {
+		return
+	}
+	st := a.store.State()
+	if st.Index == 0 {
+		return // no state yet
+	}
+	for _, id := range ids {
+		if _, ok := st.Snapshots[id]; ok {
+			continue
+		}
+		fi, err := os.Stat(a.node.SnapshotDir(id))
+		if err != nil || time.Since(fi.ModTime()) < forgottenAge {
+			continue
+		}
+		a.log.Info("removing the data of a snapshot the cluster no longer has", "id", id)
+		if err := a.node.RemoveSnapshot(id); err != nil {
+			a.log.Warn("removing a forgotten snapshot", "id", id, "err", err)
+		}
 	}
 }
 

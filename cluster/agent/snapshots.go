@@ -412,7 +412,7 @@ func (a *Agent) removeSnapshotCmd(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, err)
 		return
 	}
-	api.WriteJSON(w, 200, map[string]any{"removed": sn.ID, "left_on": left})
+	api.WriteJSON(w, 200, api.RemoveSnapshotResult{Removed: sn.ID, LeftOn: left})
 }
 
 // removeSnapshot removes a snapshot's record and its data; it returns the nodes whose data could not be removed.

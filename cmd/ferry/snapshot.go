@@ -166,13 +166,18 @@ func newSnapshotRmCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.RemoveSnapshot(cmd.Context(), args[1], args[0]); err != nil {
+			res, err := c.RemoveSnapshot(cmd.Context(), args[1], args[0])
+			if err != nil {
 				return err
 			}
 			if jsonOut() {
-				return printJSON(os.Stdout, map[string]string{"removed": args[1]})
+				return printJSON(os.Stdout, res)
 			}
-			fmt.Println(args[1])
+			fmt.Println(res.Removed)
+			if len(res.LeftOn) > 0 {
+				fmt.Fprintf(os.Stderr, "warning: the copies on %s could not be removed now (not reachable); each node removes its copy once it is back\n",
+					strings.Join(res.LeftOn, ", "))
+			}
 			return nil
 		},
 	}

@@ -105,13 +105,20 @@ func (c *Client) LoadSnapshot(ctx context.Context, id string, req LoadSnapshotRe
 	return &out, c.stream(ctx, "POST", "/v1/snapshots/"+esc(id)+"/load", req, progressEvents(progress), &out)
 }
 
+// RemoveSnapshotResult names the snapshot removed and the nodes whose copy could not be removed (down).
+type RemoveSnapshotResult struct {
+	Removed string   `json:"removed"`
+	LeftOn  []string `json:"left_on,omitempty"`
+}
+
 // RemoveSnapshot removes a snapshot and its copies; container, when given, must be the snapshot's.
-func (c *Client) RemoveSnapshot(ctx context.Context, id, container string) error {
+func (c *Client) RemoveSnapshot(ctx context.Context, id, container string) (*RemoveSnapshotResult, error) {
 	q := ""
 	if container != "" {
 		q = "?container=" + url.QueryEscape(container)
 	}
-	return c.call(ctx, "DELETE", "/v1/snapshots/"+esc(id)+q, nil, nil)
+	var out RemoveSnapshotResult
+	return &out, c.call(ctx, "DELETE", "/v1/snapshots/"+esc(id)+q, nil, &out)
 }
 
 // Clone starts new containers from a snapshot.
