@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryhq/ferry/cluster"
 	"github.com/ferryhq/ferry/node"
 )
 
@@ -105,10 +106,27 @@ func (a *Agent) dropForgottenSnapshots() {
 // fenceOnce removes the local containers that the cluster places on another node.
 func (a *Agent) fenceOnce(ctx context.Context) {
 	st := a.store.State()
-	for _, c := range a.node.List() {
+	for _, s := range strays(st, a.node.List(), a.cfg.Name, a.placementExpected) {
+		a.log.Warn("removing a container that the cluster places on another node, so that it does not run in two places",
+			"container", s.Config.Name, "placed_on", st.Containers[s.Config.Name].Node, "state", s.State)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := a.node.Remove(rctx, s.Config.Name, true)
+		cancel()
+		if err != nil {
+			a.log.Error("could not remove a container placed on another node", "container", s.Config.Name, "err", err)
+		}
+	}
+}
+
+// strays returns the local containers of node self that the cluster's state places on another node it
+// knows, leaving out those with an active migration, those busy with a CRIU operation, and those whose
+// placement here is expected.
+func strays(st *cluster.State, local []node.Container, self string, expected func(string) bool) []node.Container {
+	var out []node.Container
+	for _, c := range local {
 		name := c.Config.Name
 		placed, ok := st.Containers[name]
-		if !ok || placed.Node == a.cfg.Name || st.ActiveMigration(name) != nil || a.placementExpected(name) {
+		if !ok || placed.Node == self || st.ActiveMigration(name) != nil || expected(name) {
 			continue
 		}
 		switch c.State {
@@ -118,13 +136,7 @@ func (a *Agent) fenceOnce(ctx context.Context) {
 		if _, known := st.Nodes[placed.Node]; !known {
 			continue
 		}
-		a.log.Warn("removing a container that the cluster places on another node, so that it does not run in two places",
-			"container", name, "placed_on", placed.Node, "state", c.State)
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := a.node.Remove(rctx, name, true)
-		cancel()
-		if err != nil {
-			a.log.Error("could not remove a container placed on another node", "container", name, "err", err)
-		}
+		out = append(out, c)
 	}
+	return out
 }
