@@ -186,9 +186,11 @@ func (a *Agent) VerifySnapshot(ctx context.Context, id string) error {
 }
 
 // AcceptSnapshot takes a received copy of snapshot id (a directory in the snapshot layout, on the same
-// filesystem as the data dir) into the node's snapshots, after checking every file against its manifest. A
-// copy that does not match is refused and removed; a copy already held is kept and the new one dropped.
-func (a *Agent) AcceptSnapshot(ctx context.Context, id, dir string) error {
+// filesystem as the data dir) into the node's snapshots, after checking every file against its manifest:
+// by hashing the files, or, when received is not nil, by comparing the manifest with the sums the transfer
+// checked as it wrote them. A copy that does not match is refused and removed; a copy already held is kept
+// and the new one dropped.
+func (a *Agent) AcceptSnapshot(ctx context.Context, id, dir string, received map[string]checkpoint.Sum) error {
 	defer os.RemoveAll(dir)
 	if !checkpoint.ValidID(id) {
 		return fmt.Errorf("%w: snapshot id %q", ErrInvalid, id)
@@ -196,7 +198,11 @@ func (a *Agent) AcceptSnapshot(ctx context.Context, id, dir string) error {
 	if a.HasSnapshot(id) {
 		return nil
 	}
-	if err := checkpoint.VerifyDir(ctx, dir); err != nil {
+	check := func() error { return checkpoint.VerifyDir(ctx, dir) }
+	if received != nil {
+		check = func() error { return checkpoint.MatchManifest(dir, received) }
+	}
+	if err := check(); err != nil {
 		return fmt.Errorf("%w: the copy of snapshot %s does not match its manifest: %v", ErrRejected, id, err)
 	}
 	if m, err := checkpoint.ReadManifest(dir); err != nil || m.ID != id {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func TestAcceptSnapshot(t *testing.T) {
 			a := &Agent{cfg: Config{Name: "vg-1", DataDir: dir}, log: slog.Default()}
 			copyDir := receivedCopy(t, dir, id)
 			tt.spoil(t, copyDir)
-			err := a.AcceptSnapshot(context.Background(), id, copyDir)
+			err := a.AcceptSnapshot(context.Background(), id, copyDir, nil)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -79,7 +80,7 @@ func TestAcceptSnapshot(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A second copy of a snapshot already held is dropped; removal removes it.
-			if err := a.AcceptSnapshot(context.Background(), id, receivedCopy(t, dir, id)); err != nil {
+			if err := a.AcceptSnapshot(context.Background(), id, receivedCopy(t, dir, id), nil); err != nil {
 				t.Fatal(err)
 			}
 			if err := a.RemoveSnapshot(id); err != nil || a.HasSnapshot(id) {
@@ -88,7 +89,56 @@ func TestAcceptSnapshot(t *testing.T) {
 		})
 	}
 	a := &Agent{cfg: Config{Name: "vg-1", DataDir: t.TempDir()}, log: slog.Default()}
-	if err := a.AcceptSnapshot(context.Background(), "../x", t.TempDir()); !errors.Is(err, ErrInvalid) {
+	if err := a.AcceptSnapshot(context.Background(), "../x", t.TempDir(), nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("accepting a bad id: %v", err)
+	}
+}
+
+// sumsOf is what a transfer reports for the files it wrote under dir.
+func sumsOf(t *testing.T, dir string) map[string]checkpoint.Sum {
+	t.Helper()
+	m, err := checkpoint.BuildManifest(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]checkpoint.Sum{}
+	for _, f := range m.Files {
+		out[f.Path] = checkpoint.Sum{Size: f.Size, SHA256: f.SHA256}
+	}
+	return out
+}
+
+func TestAcceptSnapshotWithTransferSums(t *testing.T) {
+	id := checkpoint.NewID(time.Now())
+	tests := []struct {
+		name    string
+		spoil   func(sums map[string]checkpoint.Sum)
+		wantErr error
+	}{
+		{"sums as listed", func(map[string]checkpoint.Sum) {}, nil},
+		{"a file arrived with another sum", func(s map[string]checkpoint.Sum) {
+			f := s["images/pages-1.img"]
+			f.SHA256 = strings.Repeat("0", 64)
+			s["images/pages-1.img"] = f
+		}, ErrRejected},
+		{"a file did not arrive", func(s map[string]checkpoint.Sum) { delete(s, checkpoint.DiffFile) }, ErrRejected},
+		{"an unlisted file arrived", func(s map[string]checkpoint.Sum) {
+			s["images/extra.img"] = checkpoint.Sum{Size: 1, SHA256: strings.Repeat("1", 64)}
+		}, ErrRejected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a := &Agent{cfg: Config{Name: "vg-2", DataDir: dir}, log: slog.Default()}
+			copyDir := receivedCopy(t, dir, id)
+			sums := sumsOf(t, copyDir)
+			tt.spoil(sums)
+			if err := a.AcceptSnapshot(context.Background(), id, copyDir, sums); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if a.HasSnapshot(id) != (tt.wantErr == nil) {
+				t.Fatalf("HasSnapshot = %v", a.HasSnapshot(id))
+			}
+		})
 	}
 }

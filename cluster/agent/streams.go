@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/images"
 	"github.com/ferryhq/ferry/transfer/sshx"
 	"github.com/ferryhq/ferry/transfer/stream"
@@ -154,7 +155,8 @@ func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (strea
 }
 
 // receiveSnapshot receives a copy of a snapshot; the node keeps it only if every file matches the
-// snapshot's manifest (the stream has already checked each file against the sender's sums).
+// snapshot's manifest. The stream checks each file's sha256 as it writes it; those sums are compared with
+// the snapshot's manifest, so the copy is not hashed twice.
 func (a *Agent) receiveSnapshot(ctx context.Context, r io.Reader, id, base string, opts stream.ReceiveOptions) (stream.Stats, error) {
 	tmp, err := os.MkdirTemp(base, "snapshot-")
 	if err != nil {
@@ -162,11 +164,15 @@ func (a *Agent) receiveSnapshot(ctx context.Context, r io.Reader, id, base strin
 	}
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "d")
-	_, st, err := stream.Receive(ctx, r, dir, opts)
+	m, st, err := stream.Receive(ctx, r, dir, opts)
 	if err != nil {
 		return st, err
 	}
-	return st, a.node.AcceptSnapshot(ctx, id, dir)
+	sums := make(map[string]checkpoint.Sum, len(m.Entries))
+	for _, e := range m.Entries {
+		sums[e.Path] = checkpoint.Sum{Size: e.Size, SHA256: e.SHA256}
+	}
+	return st, a.node.AcceptSnapshot(ctx, id, dir, sums)
 }
 
 // Layout of an image stream: image.json and layers/<hex>.tar for each layer the target lacked.
