@@ -115,7 +115,6 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	}
 	var lp *criu.LazyPages
 	if lazy {
-		ph.phase("lazy-pages", "starting CRIU's lazy-pages daemon")
 		var err error
 		if lp, err = criu.StartLazyPages(ctx, a.cfg.Criu, ck.ImagesDir(), work); err != nil {
 			_ = os.RemoveAll(e.genDir(gen))
@@ -132,11 +131,6 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 		return 0, fmt.Errorf("CRIU could not restore %s from checkpoint %s: %w%s; the container is left %s",
 			rec.Name, ck.ID, err, criuLogErrors(filepath.Join(work, "restore.log")), old.State)
 	}
-	if rec.Net != runtime.NetHost {
-		if err := runtime.LoopbackUp(e.snapshot().Pid); err != nil {
-			a.log.Warn("could not set the restored container's loopback up", "container", rec.Name, "err", err)
-		}
-	}
 	if lp != nil {
 		a.wg.Add(1)
 		go func() { // the daemon ends when every page is in; say so if it did not
@@ -150,6 +144,11 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	}
 	_ = os.RemoveAll(e.genDir(old.Generation))
 	_ = e.update(func(c *Container) { c.Checkpoint = ck.ID; c.Restores++ })
+	if rec.Net != runtime.NetHost {
+		if err := runtime.LoopbackUp(e.snapshot().Pid); err != nil {
+			a.log.Warn("could not set the restored container's loopback up", "container", rec.Name, "err", err)
+		}
+	}
 	return e.snapshot().Pid, nil
 }
 
