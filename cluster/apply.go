@@ -266,6 +266,14 @@ func (op *PutSnapshot) apply(s *State, at time.Time) (Result, error) {
 	if err := needNodes(s, in.Copies); err != nil {
 		return Result{}, err
 	}
+	if in.Template != "" {
+		if err := needName("template", in.Template); err != nil {
+			return Result{}, err
+		}
+		if t := s.TemplateSnapshot(in.Template); t != nil {
+			return Result{}, errorf(ErrExists, "template %q already exists (snapshot %s); remove it first or pick another name", in.Template, t.ID)
+		}
+	}
 	sn := in.Clone()
 	if sn.Created.IsZero() {
 		sn.Created = at
@@ -297,6 +305,20 @@ func (op *MarkSnapshotBad) apply(s *State, _ time.Time) (Result, error) {
 	}
 	sn = sn.Clone()
 	sn.Bad, sn.Reason = true, op.Reason
+	s.Snapshots[sn.ID] = sn
+	return Result{}, nil
+}
+
+func (op *SetSnapshotCopies) apply(s *State, _ time.Time) (Result, error) {
+	sn, err := needSnapshot(s, op.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := needNodes(s, op.Copies); err != nil {
+		return Result{}, err
+	}
+	sn = sn.Clone()
+	sn.Copies = slices.Clone(op.Copies)
 	s.Snapshots[sn.ID] = sn
 	return Result{}, nil
 }

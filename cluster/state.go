@@ -168,12 +168,42 @@ type Snapshot struct {
 	Created   time.Time `json:"created"`
 	Bad       bool      `json:"bad,omitempty"`
 	Reason    string    `json:"reason,omitempty"` // why it was marked bad
+	// Template, when set, names the snapshot as a clone source (ferry template create); unique in the cluster.
+	Template string `json:"template,omitempty"`
+	// Auto marks a snapshot taken by the periodic snapshots (--snapshot-every); only those count for --keep.
+	Auto bool `json:"auto,omitempty"`
+	// Image and Config are the container's image and recorded configuration when it was taken: what a load
+	// puts back and what a clone starts with.
+	Image  string          `json:"image,omitempty"`
+	Config ContainerConfig `json:"config,omitzero"`
+}
+
+// Holders returns the nodes that hold the snapshot's data: the node that took it, then its copies.
+func (s *Snapshot) Holders() []string {
+	out := []string{s.Node}
+	for _, n := range s.Copies {
+		if n != s.Node && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TemplateSnapshot returns the snapshot named as template name, or nil.
+func (s *State) TemplateSnapshot(name string) *Snapshot {
+	for _, sn := range s.Snapshots {
+		if sn.Template == name {
+			return sn
+		}
+	}
+	return nil
 }
 
 // Clone returns a deep copy of s.
 func (s *Snapshot) Clone() *Snapshot {
 	c := *s
 	c.Copies = slices.Clone(s.Copies)
+	c.Config = s.Config.Clone()
 	return &c
 }
 

@@ -32,6 +32,7 @@ type Agent struct {
 	mu         sync.Mutex
 	containers map[string]*entry
 	incoming   incomingSet
+	verified   verifiedSet // snapshots checked against their manifests
 
 	ctx    context.Context // ends at Close: stops the watchers
 	cancel context.CancelFunc

@@ -11,8 +11,12 @@
 //	c, err := a.Run(ctx, node.RunRequest{Name: "np", Image: "busybox", Args: []string{"sh", "-c", "..."}})
 //	rep, err := a.Checkpoint(ctx, "np", node.CheckpointOptions{}, progress)
 //	rep2, err := a.Restore(ctx, "np", node.RestoreOptions{}, progress)
+//	sn, err := a.Snapshot(ctx, "np", node.SnapshotOptions{}, progress) // np goes on running
+//	cl, err := a.Clone(ctx, sn.ID, "np-copy", progress)                // a new container from the snapshot
+//	ld, err := a.LoadSnapshot(ctx, "np", sn.ID, progress)              // np back to the snapshot's moment
 //	a.Close()
 //
 // Directories under DataDir: images/ (the content-addressed image store), containers/NAME/ (bundle, overlay
-// layers, log, shim files, container.json), checkpoints/NAME/ID/ (see package checkpoint), runc/ (runc's root).
+// layers, log, shim files, container.json), checkpoints/NAME/ID/ (see package checkpoint), snapshots/ID/ (the
+// same layout, kept apart from their container so that removing it keeps them), runc/ (runc's root).
 package node

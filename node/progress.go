@@ -26,3 +26,9 @@ func (p *phaser) phase(name, detail string) {
 		p.fn(Progress{Phase: name, Detail: detail, Elapsed: time.Since(p.start)})
 	}
 }
+
+// PhaseTime says when a step of an operation began, counted from the operation's start.
+type PhaseTime struct {
+	Phase string        `json:"phase"`
+	At    time.Duration `json:"at"`
+}

@@ -144,6 +144,11 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	}
 	_ = os.RemoveAll(e.genDir(old.Generation))
 	_ = e.update(func(c *Container) { c.Checkpoint = ck.ID; c.Restores++ })
+	if rec.Net != runtime.NetHost {
+		if err := runtime.LoopbackUp(e.snapshot().Pid); err != nil {
+			a.log.Warn("could not set the restored container's loopback up", "container", rec.Name, "err", err)
+		}
+	}
 	return e.snapshot().Pid, nil
 }
 

@@ -9,7 +9,8 @@
 # Exit status: 0 when the benchmarks ran (a missed target is reported, not an error, unless BENCH_STRICT=1, which
 # makes it 1); 1 when one could not run; 2 on a usage error or a benchmark that is not implemented yet asked alone.
 # Settings: BENCH_FAILOVER_ROUNDS (5), BENCH_RUNS (10), BENCH_APPLY_N (3000 commands per writer count),
-# BENCH_TRANSFER_RUNS (3), BENCH_MIGRATE_SIZES ("64 256 1024" MiB), BENCH_MIGRATE_RUNS (2), BENCH_STRICT, BENCH_RESULTS (bench-results/ of this checkout).
+# BENCH_TRANSFER_RUNS (3), BENCH_MIGRATE_SIZES ("64 256 1024" MiB), BENCH_MIGRATE_RUNS (2), BENCH_CLONE_KEYS (4000000),
+# BENCH_STRICT, BENCH_RESULTS (bench-results/ of this checkout).
 #
 # Each benchmark is a function bench_NAME in scripts/bench/NAME.sh; scripts/bench/lib.sh holds the shared helpers.
 set -euo pipefail
@@ -19,6 +20,7 @@ source "$BENCH_ROOT/scripts/bench/lib.sh"
 source "$BENCH_ROOT/scripts/bench/cluster.sh"
 source "$BENCH_ROOT/scripts/bench/transfer.sh"
 source "$BENCH_ROOT/scripts/bench/migrate.sh"
+source "$BENCH_ROOT/scripts/bench/clone.sh"
 
 all=(cluster transfer migrate clone drain)
 usage() { echo "usage: bench.sh cluster|transfer|migrate|clone|drain|all" >&2; exit 2; }
@@ -26,7 +28,6 @@ usage() { echo "usage: bench.sh cluster|transfer|migrate|clone|drain|all" >&2; e
 # pending NAME: the issue a benchmark that is not implemented yet comes with, or nothing.
 pending() {
 	case $1 in
-	clone) echo "issue 6 snapshots and clones" ;;
 	drain) echo "issue 7 evacuation" ;;
 	esac
 }

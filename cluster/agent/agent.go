@@ -35,6 +35,7 @@ type Agent struct {
 	pages      pageSums    // page tunnels' hashes, by migration
 	received   receivedSet // migration streams received, by migration
 	migrations runningJobs // migrations this agent drives as the leader
+	expected   expected    // containers loaded here whose placement is being moved here
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -87,6 +88,8 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if err := a.startAPI(); err != nil {
 		return nil, err
 	}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.runFence() }()
 	if first && cfg.ControllerKey != "" {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.addFirstControllers() }()
@@ -232,6 +235,7 @@ func (a *Agent) startGossip(first bool) error {
 			}
 		}
 	})
+	a.store.OnLeadership(a.runPeriodicSnapshots)
 	if first && a.cfg.BootstrapExpect > 1 {
 		a.wg.Add(1)
 		go func() {
@@ -363,6 +367,7 @@ func abs(v int64) int64 {
 func (a *Agent) startAPI() error {
 	a.router = NewRouter(a.cfg.Name, a.store, api.NewServer(a.node, a.log), a, a.token, a.log)
 	a.registerInternal(a.router)
+	a.registerSnapshots(a.router)
 	roles := []string{sshx.RoleAgent, sshx.RoleController, sshx.RoleViewer}
 	sshAPI := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {

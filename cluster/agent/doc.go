@@ -9,6 +9,11 @@
 // and from then on agents accept only each other's certificates. The leader adds joined members to raft
 // (as voters up to five, non-voters beyond).
 //
+// Snapshots (snapshots.go, clone.go, snapshot_periodic.go) are taken on the container's node, catalogued in
+// raft and copied to other nodes as "snapshot" streams on the agents' SSH channels; a receiver keeps a copy
+// only when every file matches the snapshot's manifest. LoadSnapshotOn is the entry point for restoring a
+// container from a snapshot copy on a chosen node (evacuation of a dead node builds on it).
+//
 // Usage:
 //
 //	cfg := agent.DefaultConfig()

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/images"
 	"github.com/ferryhq/ferry/transfer/sshx"
 	"github.com/ferryhq/ferry/transfer/stream"
@@ -22,6 +23,7 @@ const (
 	streamMigration = "migration" // the non-page part of a migration's dump, into the prepared checkpoint
 	streamImage     = "image"     // an image's missing layers (as tars) and its record
 	streamDiscard   = "discard"   // received, checked and thrown away (benchmarks, tests)
+	streamSnapshot  = "snapshot"  // a copy of a snapshot, checked against its manifest before it is kept
 )
 
 type streamHeader struct {
@@ -121,7 +123,7 @@ func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (strea
 	opts := stream.DefaultReceiveOptions()
 	opts.Logger = a.log
 	// Migrations are restored at once and benchmark streams discarded: no need to wait for the disk.
-	opts.Sync = h.Kind == streamImage
+	opts.Sync = h.Kind == streamImage || h.Kind == streamSnapshot
 	switch h.Kind {
 	case streamMigration:
 		if _, err := a.node.Incoming(h.ID); err != nil {
@@ -134,6 +136,8 @@ func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (strea
 			a.received.put(h.ID, dir)
 		}
 		return st, err
+	case streamSnapshot:
+		return a.receiveSnapshot(ctx, r, h.ID, base, opts)
 	case streamImage, streamDiscard:
 		tmp, err := os.MkdirTemp(base, h.Kind+"-")
 		if err != nil {
@@ -148,6 +152,27 @@ func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (strea
 		return st, err
 	}
 	return stream.Stats{}, fmt.Errorf("unknown stream kind %q", h.Kind)
+}
+
+// receiveSnapshot receives a copy of a snapshot; the node keeps it only if every file matches the
+// snapshot's manifest. The stream checks each file's sha256 as it writes it; those sums are compared with
+// the snapshot's manifest, so the copy is not hashed twice.
+func (a *Agent) receiveSnapshot(ctx context.Context, r io.Reader, id, base string, opts stream.ReceiveOptions) (stream.Stats, error) {
+	tmp, err := os.MkdirTemp(base, "snapshot-")
+	if err != nil {
+		return stream.Stats{}, err
+	}
+	defer os.RemoveAll(tmp)
+	dir := filepath.Join(tmp, "d")
+	m, st, err := stream.Receive(ctx, r, dir, opts)
+	if err != nil {
+		return st, err
+	}
+	sums := make(map[string]checkpoint.Sum, len(m.Entries))
+	for _, e := range m.Entries {
+		sums[e.Path] = checkpoint.Sum{Size: e.Size, SHA256: e.SHA256}
+	}
+	return st, a.node.AcceptSnapshot(ctx, id, dir, sums)
 }
 
 // Layout of an image stream: image.json and layers/<hex>.tar for each layer the target lacked.

@@ -156,6 +156,10 @@ func (rt *Router) run(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, fmt.Errorf("%w: container name %q: use lower-case letters, digits, '.', '_' or '-' (at most 63)", node.ErrInvalid, req.Name))
 		return
 	}
+	if err := checkPeriodic(req.SnapshotEvery, req.Keep); err != nil {
+		api.WriteError(w, err)
+		return
+	}
 	if rt.proxyToLeader(w, r, body) {
 		return
 	}
@@ -166,7 +170,8 @@ func (rt *Router) run(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	c := cluster.Container{Name: req.Name, Node: target, Image: req.Image, Desired: cluster.DesiredRunning,
-		Config: cluster.ContainerConfig{Args: req.Args, Env: req.Env, MemoryBytes: req.MemoryBytes, Net: req.Net}}
+		Config: cluster.ContainerConfig{Args: req.Args, Env: req.Env, MemoryBytes: req.MemoryBytes, Net: req.Net,
+			SnapshotEvery: req.SnapshotEvery, Keep: req.Keep}}
 	if _, err := rt.store.Apply(ctx, &cluster.PlaceContainer{Container: c}); err != nil {
 		api.WriteError(w, clusterError(err))
 		return

@@ -79,6 +79,7 @@ The command line talks to an agent: by default the local one's root-only socket
 		newStopCmd(), newRmCmd(), newCheckpointCmd(), newRestoreCmd(), newNodeCmd(), withClusterCA(newClusterCmd()))
 	root.AddCommand(newOperatorCmd())
 	root.AddCommand(newMigrateCmd())
+	root.AddCommand(newSnapshotCmd(), newCloneCmd(), newTemplateCmd())
 	return root
 }
 

@@ -14,11 +14,13 @@ func newRunCmd() *cobra.Command {
 		memory string
 	)
 	cmd := &cobra.Command{
-		Use:   "run --name NAME [--env K=V]... [--memory SIZE] [--net none|host] IMAGE [-- CMD ARGS...]",
+		Use:   "run --name NAME [--env K=V]... [--memory SIZE] [--net none|host] [--snapshot-every DURATION --keep N] IMAGE [-- CMD ARGS...]",
 		Short: "Create and start a container",
 		Long: `Create and start a container from IMAGE. Without a command after --, the image's own runs.
 The cluster's leader places it on an eligible, alive node with the image and enough free memory, spreading
-containers out, unless --node pins it. Its stdout and stderr go to its log (ferry logs NAME).`,
+containers out, unless --node pins it. Its stdout and stderr go to its log (ferry logs NAME).
+With --snapshot-every the cluster snapshots it that often while it runs (copied to one other node), keeping
+the --keep newest of those snapshots (ferry snapshot ls NAME).`,
 		Args: needArgs(1, -1, "ferry run --name NAME IMAGE [-- CMD ARGS...]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if req.Name == "" {
@@ -30,6 +32,12 @@ containers out, unless --node pins it. Its stdout and stderr go to its log (ferr
 					return usagef("--memory: %v", err)
 				}
 				req.MemoryBytes = n
+			}
+			if req.Keep != 0 && req.SnapshotEvery == 0 {
+				return usagef("--keep needs --snapshot-every")
+			}
+			if req.SnapshotEvery < 0 || req.Keep < 0 {
+				return usagef("--snapshot-every and --keep must not be negative")
 			}
 			req.Image, req.Args = args[0], args[1:]
 			c, err := client()
@@ -53,5 +61,7 @@ containers out, unless --node pins it. Its stdout and stderr go to its log (ferr
 	fl.StringVar(&memory, "memory", "", "memory limit, e.g. 256m or 1g (default: none)")
 	fl.StringVar(&req.Net, "net", "none", "network: none (own namespace, loopback only) or host")
 	fl.StringVar(&req.Node, "node", "", "run on this node instead of where the scheduler places it")
+	fl.DurationVar(&req.SnapshotEvery, "snapshot-every", 0, "snapshot the container this often while it runs (e.g. 10m)")
+	fl.IntVar(&req.Keep, "keep", 0, "with --snapshot-every: how many of those snapshots to keep (default 3)")
 	return cmd
 }

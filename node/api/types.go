@@ -49,6 +49,10 @@ type ImageView struct {
 type RunRequest struct {
 	node.RunRequest
 	Node string `json:"node,omitempty"`
+	// SnapshotEvery, when set, has the cluster snapshot the container that often while it runs, keeping the
+	// Keep newest of those snapshots.
+	SnapshotEvery time.Duration `json:"snapshot_every,omitempty"`
+	Keep          int           `json:"keep,omitempty"`
 }
 
 // TokenResponse carries a join token.

@@ -1,0 +1,238 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/cluster"
+	"github.com/ferryhq/ferry/node"
+	"github.com/ferryhq/ferry/node/api"
+)
+
+// maxClones bounds --count.
+const maxClones = 100
+
+func (a *Agent) cloneCmd(w http.ResponseWriter, r *http.Request) {
+	var req api.CloneRequest
+	longCmd(a.router, w, r, &req, func(ctx context.Context, p func(string, string)) (any, error) {
+		return a.clone(ctx, req, p)
+	})
+}
+
+// clone starts req.Count new containers from one snapshot: the snapshot is sent once to each node that needs
+// it (with its image) and kept there as a cached copy, then every clone is restored at once on its node.
+func (a *Agent) clone(ctx context.Context, req api.CloneRequest, progress func(string, string)) (*api.CloneResult, error) {
+	start := time.Now()
+	if req.Count == 0 {
+		req.Count = 1
+	}
+	switch {
+	case req.Count < 0 || req.Count > maxClones:
+		return nil, fmt.Errorf("%w: --count %d: use 1 to %d", node.ErrInvalid, req.Count, maxClones)
+	case req.Node != "" && req.Spread:
+		return nil, fmt.Errorf("%w: --node and --spread exclude each other; give one", node.ErrInvalid)
+	case (req.Container == "") == (req.Snapshot == ""):
+		return nil, fmt.Errorf("%w: name a container or give --snapshot ID (one of them)", node.ErrInvalid)
+	case req.NamePrefix != "" && !node.ValidName(req.NamePrefix+"-1"):
+		return nil, fmt.Errorf("%w: --name-prefix %q: use lower-case letters, digits, '.', '_' or '-'", node.ErrInvalid, req.NamePrefix)
+	}
+	sn, err := a.cloneSource(ctx, req, progress)
+	if err != nil {
+		return nil, err
+	}
+	if sn.Bad {
+		return nil, fmt.Errorf("%w: snapshot %s is marked bad (%s); clone another", node.ErrRejected, sn.ID, sn.Reason)
+	}
+	targets, err := a.cloneTargets(sn, req)
+	if err != nil {
+		return nil, err
+	}
+	res := &api.CloneResult{Snapshot: sn.ID, Source: sn.Container}
+	if err := a.spreadSnapshot(ctx, sn, targets, res, progress); err != nil {
+		return nil, err
+	}
+	prefix := req.NamePrefix
+	if prefix == "" {
+		prefix = sn.Container + "-clone"
+	}
+	names := a.freeNames(prefix, len(targets))
+	progress("starting", fmt.Sprintf("%d clone(s) of snapshot %s", len(names), sn.ID))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := a.startClone(ctx, sn, name, targets[i])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.Failed = append(res.Failed, fmt.Sprintf("%s on %s: %v", name, targets[i], err))
+				return
+			}
+			res.Clones = append(res.Clones, rep)
+			progress("started", fmt.Sprintf("%s on %s in %s", name, targets[i], rep.Took.Round(time.Millisecond)))
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(res.Clones, func(x, y *node.CloneReport) int {
+		if x.Container < y.Container {
+			return -1
+		}
+		return 1
+	})
+	res.Took = time.Since(start)
+	if len(res.Clones) == 0 {
+		return nil, fmt.Errorf("no clone started: %v", res.Failed)
+	}
+	return res, nil
+}
+
+// cloneSource finds the snapshot to clone: by ID or template name, or for a container, its template of the
+// same name, else a new snapshot of the running container (kept on its node only).
+func (a *Agent) cloneSource(ctx context.Context, req api.CloneRequest, progress func(string, string)) (*cluster.Snapshot, error) {
+	st := a.store.State()
+	if req.Snapshot != "" {
+		return findSnapshot(st, req.Snapshot)
+	}
+	if sn := st.TemplateSnapshot(req.Container); sn != nil {
+		return sn, nil
+	}
+	zero := 0
+	res, err := a.CreateSnapshot(ctx, api.SnapshotRequest{Container: req.Container, Copies: &zero}, false, progress)
+	if err != nil {
+		return nil, err
+	}
+	sn, ok := a.store.State().Snapshots[res.Snapshot.ID]
+	if !ok {
+		return nil, fmt.Errorf("%w: snapshot %s vanished", node.ErrNotFound, res.Snapshot.ID)
+	}
+	return sn, nil
+}
+
+// cloneTargets returns the node of each clone: all on req.Node, spread over the alive nodes (those holding
+// the snapshot first), or all on an alive node that holds the snapshot.
+func (a *Agent) cloneTargets(sn *cluster.Snapshot, req api.CloneRequest) ([]string, error) {
+	st := a.store.State()
+	var pool []string
+	switch {
+	case req.Node != "":
+		n, ok := st.Nodes[req.Node]
+		if !ok {
+			return nil, fmt.Errorf("%w: no node named %q in the cluster (ferry node ls lists them)", node.ErrNotFound, req.Node)
+		}
+		if n.Status != cluster.StatusAlive || !n.Eligible || n.Maintenance {
+			return nil, fmt.Errorf("%w: node %s is %s%s; choose another", node.ErrState, n.Name, n.Status, map[bool]string{true: "", false: " and not eligible"}[n.Eligible])
+		}
+		pool = []string{n.Name}
+	case req.Spread:
+		for _, h := range sn.Holders() {
+			if a.eligible(st, h) {
+				pool = append(pool, h)
+			}
+		}
+		for _, n := range st.NodeList() {
+			if a.eligible(st, n.Name) && !slices.Contains(pool, n.Name) {
+				pool = append(pool, n.Name)
+			}
+		}
+	default:
+		for _, h := range sn.Holders() {
+			if a.eligible(st, h) {
+				pool = []string{h}
+				break
+			}
+		}
+	}
+	if len(pool) == 0 {
+		return nil, fmt.Errorf("%w: no alive, eligible node to start clones on (snapshot %s is on %v); give --node", node.ErrState, sn.ID, sn.Holders())
+	}
+	out := make([]string, req.Count)
+	for i := range out {
+		out[i] = pool[i%len(pool)]
+	}
+	return out, nil
+}
+
+func (a *Agent) eligible(st *cluster.State, name string) bool {
+	n, ok := st.Nodes[name]
+	return ok && n.Status == cluster.StatusAlive && n.Eligible && !n.Maintenance
+}
+
+// spreadSnapshot sends the snapshot, once, to every target that lacks it, in parallel.
+func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, targets []string, res *api.CloneResult, progress func(string, string)) error {
+	st := a.store.State()
+	from := ""
+	for _, h := range sn.Holders() {
+		if a.alive(st, h) {
+			from = h
+			break
+		}
+	}
+	var need []string
+	for _, t := range targets {
+		if !slices.Contains(sn.Holders(), t) && !slices.Contains(need, t) {
+			need = append(need, t)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	if from == "" {
+		return fmt.Errorf("%w: no alive node holds snapshot %s (it is on %v)", node.ErrState, sn.ID, sn.Holders())
+	}
+	start := time.Now()
+	errs := make([]error, len(need))
+	var wg sync.WaitGroup
+	for i, t := range need {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			progress("copying", fmt.Sprintf("sending snapshot %s from %s to %s", sn.ID, from, t))
+			errs[i] = a.copySnapshot(ctx, sn.ID, from, t, sn.Image)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("sending snapshot %s to %s: %w", sn.ID, need[i], err)
+		}
+	}
+	res.CopiedTo, res.CopyTook = need, time.Since(start)
+	return nil
+}
+
+// freeNames returns n container names PREFIX-K that the cluster does not use, K counting up from 1.
+func (a *Agent) freeNames(prefix string, n int) []string {
+	st := a.store.State()
+	var out []string
+	for k := 1; len(out) < n; k++ {
+		name := fmt.Sprintf("%s-%d", prefix, k)
+		if _, used := st.Containers[name]; !used {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// startClone reserves the clone's name and placement in raft, then has the node start it; on failure the
+// placement is removed again.
+func (a *Agent) startClone(ctx context.Context, sn *cluster.Snapshot, name, target string) (*node.CloneReport, error) {
+	c := cluster.Container{Name: name, Node: target, Image: sn.Image, Desired: cluster.DesiredRunning, Config: sn.Config.Clone()}
+	c.Config.SnapshotEvery, c.Config.Keep = 0, 0
+	if _, err := a.store.Apply(ctx, &cluster.PlaceContainer{Container: c}); err != nil {
+		return nil, clusterError(err)
+	}
+	var rep node.CloneReport
+	if err := a.callAgent(ctx, target, "POST", "/v1/internal/snapshots/"+sn.ID+"/clone", cloneHereRequest{Name: name}, &rep); err != nil {
+		if _, rerr := a.store.Apply(context.WithoutCancel(ctx), &cluster.RemoveContainer{Name: name}); rerr != nil {
+			a.log.Warn("removing a failed clone's placement", "container", name, "err", rerr)
+		}
+		return nil, err
+	}
+	return &rep, nil
+}

@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/ferryhq/ferry/node"
+)
+
+// Internal, agent-to-agent steps of snapshots and clones: the agent that serves the operator's request calls
+// them on the nodes that take, hold, load or clone a snapshot.
+func (a *Agent) registerSnapshotInternal(rt *Router) {
+	rt.handle("POST /v1/internal/snapshots/{id}/take", a.agentsOnly(a.takeSnapshot))
+	rt.handle("POST /v1/internal/snapshots/{id}/push", a.agentsOnly(a.pushSnapshotTo))
+	rt.handle("POST /v1/internal/snapshots/{id}/load", a.agentsOnly(a.loadSnapshotHere))
+	rt.handle("POST /v1/internal/snapshots/{id}/clone", a.agentsOnly(a.cloneHere))
+	rt.handle("GET /v1/internal/snapshots/{id}", a.agentsOnly(a.haveSnapshot))
+	rt.handle("DELETE /v1/internal/snapshots/{id}", a.agentsOnly(a.dropSnapshot))
+}
+
+type takeRequest struct {
+	Container string `json:"container"`
+	Stop      bool   `json:"stop,omitempty"`
+}
+
+type loadRequest struct {
+	Container string `json:"container"`
+}
+
+type cloneHereRequest struct {
+	Name string `json:"name"`
+}
+
+type haveResponse struct {
+	Have bool `json:"have"`
+}
+
+func (a *Agent) takeSnapshot(w http.ResponseWriter, r *http.Request) {
+	var req takeRequest
+	if err := decode(r, &req); err != nil {
+		answer(w, nil, err)
+		return
+	}
+	rep, err := a.node.Snapshot(context.WithoutCancel(r.Context()), req.Container, node.SnapshotOptions{ID: r.PathValue("id"), Stop: req.Stop}, nil)
+	answer(w, rep, err)
+}
+
+// pushSnapshotTo sends this node's copy of a snapshot to another node, which checks it before keeping it.
+func (a *Agent) pushSnapshotTo(w http.ResponseWriter, r *http.Request) {
+	var req pushRequest
+	if err := decode(r, &req); err != nil {
+		answer(w, nil, err)
+		return
+	}
+	id := r.PathValue("id")
+	ctx := context.WithoutCancel(r.Context())
+	if _, err := a.node.OpenSnapshot(id); err != nil {
+		answer(w, nil, err)
+		return
+	}
+	addr, err := a.router.nodeAddr(req.Target)
+	if err != nil {
+		answer(w, nil, err)
+		return
+	}
+	st, err := a.sendDir(ctx, addr, streamHeader{Kind: streamSnapshot, ID: id}, a.node.SnapshotDir(id), nil)
+	answer(w, st, err)
+}
+
+func (a *Agent) loadSnapshotHere(w http.ResponseWriter, r *http.Request) {
+	var req loadRequest
+	if err := decode(r, &req); err != nil {
+		answer(w, nil, err)
+		return
+	}
+	a.expectPlacement(req.Container)
+	rep, err := a.node.LoadSnapshot(context.WithoutCancel(r.Context()), req.Container, r.PathValue("id"), nil)
+	answer(w, rep, err)
+}
+
+func (a *Agent) cloneHere(w http.ResponseWriter, r *http.Request) {
+	var req cloneHereRequest
+	if err := decode(r, &req); err != nil {
+		answer(w, nil, err)
+		return
+	}
+	rep, err := a.node.Clone(context.WithoutCancel(r.Context()), r.PathValue("id"), req.Name, nil)
+	answer(w, rep, err)
+}
+
+func (a *Agent) haveSnapshot(w http.ResponseWriter, r *http.Request) {
+	answer(w, haveResponse{Have: a.node.HasSnapshot(r.PathValue("id"))}, nil)
+}
+
+func (a *Agent) dropSnapshot(w http.ResponseWriter, r *http.Request) {
+	err := a.node.RemoveSnapshot(r.PathValue("id"))
+	answer(w, map[string]bool{"ok": err == nil}, err)
+}
