@@ -94,20 +94,27 @@ func (a *Agent) dumpAndSend(ctx context.Context, j migrate.Job) (*migrate.DumpRe
 	md, err := a.node.DumpForMigration(ctx, j.Container, node.MigrationDumpOptions{PageServer: tun.Addr()})
 	if err != nil {
 		tctx, cancel := context.WithTimeout(ctx, time.Second)
-		tun.Wait(tctx)
+		if sum := tun.Wait(tctx); sum.Err != nil && !errors.Is(sum.Err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (page tunnel to %s: %v)", err, j.Target, sum.Err)
+		}
 		cancel()
 		return nil, err
 	}
+	dumped := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	sum := tun.Wait(wctx)
 	cancel()
 	if sum.Err != nil {
 		return nil, fmt.Errorf("page tunnel to %s: %w", j.Target, sum.Err)
 	}
+	tunnelled := time.Now()
 	st, err := a.sendDir(ctx, targetAddr, streamHeader{Kind: streamMigration, ID: j.ID}, md.Dir, nil)
 	if err != nil {
 		return nil, fmt.Errorf("streaming the dump to %s: %w", j.Target, err)
 	}
+	a.log.Info("migration dump timings", "job", j.ID, "dump", dumped.Sub(md.FrozenAt).Round(time.Millisecond),
+		"tunnel_tail", tunnelled.Sub(dumped).Round(time.Millisecond), "stream", time.Since(tunnelled).Round(time.Millisecond),
+		"frozen_so_far", time.Since(md.FrozenAt).Round(time.Millisecond))
 	res := &migrate.DumpResult{FrozenAt: md.FrozenAt, DumpTook: md.DumpTook, PagesBytes: sum.Bytes, PagesWire: sum.Wire, PagesSHA256: sum.SHA256,
 		StreamRaw: st.RawBytes, StreamWire: st.WireBytes, Files: st.Files, CRIU: md.CRIU}
 	return res, nil

@@ -8,7 +8,7 @@ import (
 // Defaults for zero Options fields.
 const (
 	DefaultFrameSize = 1 << 20
-	DefaultDepth     = 3
+	DefaultDepth     = 2
 	// MaxLanes bounds the number of lanes of one stream.
 	MaxLanes = 64
 )
