@@ -32,9 +32,10 @@ type Agent struct {
 	router  *Router
 	addr    string // advertised SSH address (also the raft address)
 
-	pages      pageSums    // page tunnels' hashes, by migration
-	received   receivedSet // migration streams received, by migration
-	migrations runningJobs // migrations this agent drives as the leader
+	pages       pageSums     // page tunnels' hashes, by migration
+	received    receivedSet  // migration streams received, by migration
+	streamLanes laneGatherer // directory streams over several lanes, gathering
+	migrations  runningJobs  // migrations this agent drives as the leader
 
 	ctx    context.Context
 	cancel context.CancelFunc

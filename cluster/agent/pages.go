@@ -42,7 +42,7 @@ type pageSum struct {
 type pageSums struct {
 	mu    sync.Mutex
 	sums  map[string]chan pageSum
-	lanes map[string]*laneGroup
+	lanes laneGatherer
 }
 
 func (p *pageSums) slot(id string) chan pageSum {
@@ -65,7 +65,7 @@ func (p *pageSums) drop(id string) {
 	delete(p.sums, id)
 }
 
-// laneGroup gathers the channels of one page tunnel as they are opened; the one that completes it runs
+// laneGroup gathers the channels of one striped transfer as they are opened; the one that completes it runs
 // the transfer while the others wait for done (a channel closes when its handler returns).
 type laneGroup struct {
 	lanes  []*sshx.Channel
@@ -73,45 +73,70 @@ type laneGroup struct {
 	done   chan struct{}
 }
 
-// laneGatherTimeout bounds how long the first lane of a tunnel waits for the others.
+// laneGatherTimeout bounds how long the first lane of a transfer waits for the others.
 const laneGatherTimeout = 30 * time.Second
 
-// join adds lane h.Lane of tunnel h.ID; it returns the group and whether this lane completed it.
-func (p *pageSums) join(h pagesHeader, ch *sshx.Channel) (*laneGroup, bool, error) {
-	if h.Lanes < 1 || h.Lanes > sshx.MaxSlots || h.Lane < 0 || h.Lane >= h.Lanes {
-		return nil, false, fmt.Errorf("lane %d of %d", h.Lane, h.Lanes)
+// laneGatherer holds the incomplete groups by transfer.
+type laneGatherer struct {
+	mu     sync.Mutex
+	groups map[string]*laneGroup
+}
+
+// join adds lane lane of lanes to transfer key; it returns the group and whether this lane completed it.
+func (p *laneGatherer) join(key string, lane, lanes int, ch *sshx.Channel) (*laneGroup, bool, error) {
+	if lanes < 1 || lanes > sshx.MaxSlots || lane < 0 || lane >= lanes {
+		return nil, false, fmt.Errorf("lane %d of %d", lane, lanes)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.lanes == nil {
-		p.lanes = map[string]*laneGroup{}
+	if p.groups == nil {
+		p.groups = map[string]*laneGroup{}
 	}
-	g, ok := p.lanes[h.ID]
+	g, ok := p.groups[key]
 	if !ok {
-		g = &laneGroup{lanes: make([]*sshx.Channel, h.Lanes), done: make(chan struct{})}
-		p.lanes[h.ID] = g
+		g = &laneGroup{lanes: make([]*sshx.Channel, lanes), done: make(chan struct{})}
+		p.groups[key] = g
 	}
-	if len(g.lanes) != h.Lanes || g.lanes[h.Lane] != nil {
-		return nil, false, fmt.Errorf("lane %d of %d does not fit the tunnel's %d lanes", h.Lane, h.Lanes, len(g.lanes))
+	if len(g.lanes) != lanes || g.lanes[lane] != nil {
+		return nil, false, fmt.Errorf("lane %d of %d does not fit the transfer's %d lanes", lane, lanes, len(g.lanes))
 	}
-	g.lanes[h.Lane] = ch
+	g.lanes[lane] = ch
 	g.joined++
 	if g.joined == len(g.lanes) {
-		delete(p.lanes, h.ID)
+		delete(p.groups, key)
 		return g, true, nil
 	}
 	return g, false, nil
 }
 
-// forget drops an incomplete group (its first lane gave up waiting).
-func (p *pageSums) forget(id string, g *laneGroup) bool {
+// forget drops an incomplete group (its lanes gave up waiting); false if it completed meanwhile.
+func (p *laneGatherer) forget(key string, g *laneGroup) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.lanes[id] == g {
-		delete(p.lanes, id)
+	if p.groups[key] == g {
+		delete(p.groups, key)
 		return true
 	}
 	return false
+}
+
+// wait is what a lane that did not complete its group does: it waits for the transfer to end (or for
+// the timeout, and then reports false if the group never completed).
+func (p *laneGatherer) wait(ctx context.Context, key string, g *laneGroup) bool {
+	t := time.NewTimer(laneGatherTimeout)
+	defer t.Stop()
+	select {
+	case <-g.done:
+		return true
+	case <-t.C:
+		if p.forget(key, g) {
+			return false
+		}
+		<-g.done // completed just now: the transfer runs on these channels
+		return true
+	case <-ctx.Done():
+		return true
+	}
 }
 
 // servePages is the target's end of a page tunnel: one call per lane.
@@ -125,23 +150,14 @@ func (a *Agent) servePages(ctx context.Context, ch *sshx.Channel) {
 		a.log.Warn("page tunnel for an unknown migration refused", "id", h.ID, "peer", ch.Peer().Name)
 		return
 	}
-	g, last, err := a.pages.join(h, ch)
+	g, last, err := a.pages.lanes.join(h.ID, h.Lane, h.Lanes, ch)
 	if err != nil {
 		a.log.Warn("page tunnel lane refused", "id", h.ID, "peer", ch.Peer().Name, "err", err)
 		return
 	}
 	if !last {
-		t := time.NewTimer(laneGatherTimeout)
-		defer t.Stop()
-		select {
-		case <-g.done:
-		case <-t.C:
-			if a.pages.forget(h.ID, g) {
-				a.pages.slot(h.ID) <- pageSum{Err: fmt.Errorf("only %d of the page tunnel's %d lanes arrived", g.joined, len(g.lanes))}
-			} else {
-				<-g.done // completed just now: the transfer runs on these channels
-			}
-		case <-ctx.Done():
+		if !a.pages.lanes.wait(ctx, h.ID, g) {
+			a.pages.slot(h.ID) <- pageSum{Err: fmt.Errorf("not all of the page tunnel's %d lanes arrived", len(g.lanes))}
 		}
 		return
 	}
