@@ -73,7 +73,9 @@ func (r *receivedSet) take(id string) (string, bool) {
 // channels, each on its own SSH connection (Config.Lanes), so that one connection's encryption does not
 // bound it; the verdict comes back on lane 0.
 func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir string, progress func(stream.Progress)) (stream.Stats, error) {
-	m, err := stream.BuildManifest(ctx, dir)
+	// Sizes only: every chunk is hashed as it is read and checked as it arrives, so nothing reads the
+	// files before the sending starts.
+	m, err := stream.ListManifest(ctx, dir)
 	if err != nil {
 		return stream.Stats{}, err
 	}
