@@ -116,7 +116,7 @@ func (a *Agent) dumpAndSend(ctx context.Context, j migrate.Job) (*migrate.DumpRe
 		"tunnel_tail", tunnelled.Sub(dumped).Round(time.Millisecond), "stream", time.Since(tunnelled).Round(time.Millisecond),
 		"frozen_so_far", time.Since(md.FrozenAt).Round(time.Millisecond))
 	res := &migrate.DumpResult{FrozenAt: md.FrozenAt, DumpTook: md.DumpTook, PagesBytes: sum.Bytes, PagesWire: sum.Wire, PagesSHA256: sum.SHA256,
-		StreamRaw: st.RawBytes, StreamWire: st.WireBytes, Files: st.Files, CRIU: md.CRIU}
+		StreamRaw: st.RawBytes, StreamWire: st.WireBytes, Files: st.Files, CRIU: md.CRIU, SentAt: time.Now()}
 	return res, nil
 }
 
@@ -138,6 +138,7 @@ func (a *Agent) restoreIncoming(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) checkAndRestore(ctx context.Context, id string, req restoreRequest) (*migrate.RestoreResult, error) {
+	started := time.Now()
 	defer a.pages.drop(id)
 	var got pageSum
 	select {
@@ -161,7 +162,7 @@ func (a *Agent) checkAndRestore(ctx context.Context, id string, req restoreReque
 	if err != nil {
 		return nil, err
 	}
-	return &migrate.RestoreResult{RunningAt: time.Now(), Took: rep.Took, Pid: rep.Pid, CRIU: rep.CRIU}, nil
+	return &migrate.RestoreResult{StartedAt: started, RunningAt: time.Now(), Took: rep.Took, Pid: rep.Pid, CRIU: rep.CRIU}, nil
 }
 
 func (a *Agent) finishOutgoing(w http.ResponseWriter, r *http.Request) {
