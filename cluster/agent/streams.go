@@ -115,6 +115,9 @@ func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir st
 	}
 	opts := stream.DefaultSendOptions()
 	opts.Progress, opts.Logger = progress, a.log
+	// Frames in flight per stream: with several streams, two each keep the workers busy and the memory
+	// (raw plus compressed frame) bounded to about 4*lanes MiB.
+	opts.Depth = 2
 	ws := make([]io.Writer, n)
 	for i, c := range conns {
 		ws[i] = c

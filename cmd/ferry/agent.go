@@ -81,6 +81,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.BootstrapExpect, cfg.ControllerKey, cfg.Fast, cfg.Advertise = f.bootstrapExpect, f.controllerKey, f.fast, f.advertise
 	cfg.Node.Faults = f.faults
 	cfg.Lanes = f.lanes
+	cfg.MemoryLimit = agent.DefaultMemoryLimit
 	if f.dev {
 		cfg.Bind, cfg.Fast = "127.0.0.1:0", true
 	}
