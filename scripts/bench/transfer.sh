@@ -4,8 +4,8 @@
 # and directory, so it never meets a developer's cluster), for one 256 MiB checkpoint-like directory (a real CRIU
 # dump of `memload -mib 256`: half text-like, half random memory; made once, on this disk), BENCH_TRANSFER_RUNS (3)
 # times each, all in the same run, from host bt-1 to host bt-2:
-#   1. Ferry's stream: the sending agent's POST /v1/debug/send (SSH + zstd, checked by sha256 on arrival, then
-#      discarded): throughput (raw MB/s, 1 MB = 1e6 bytes), bytes on the wire, and the sending agent's peak RSS
+#   1. Ferry's stream: the sending agent's POST /v1/debug/send (over several SSH connections, zstd, every chunk
+#      checked by SHA-256 on arrival, then discarded): throughput (raw MB/s, 1 MB = 1e6 bytes), bytes on the wire, and the sending agent's peak RSS
 #      (VmHWM, restarted through clear_refs before the sends, read after them).
 #   2. A plain TCP copy with no compression and no encryption (`tar -b 2048 -cf - | socat -b 1M` into
 #      `socat -b 1M | wc -c`): the near-physical limit of the link. (With tar's and socat's default 10 KiB and 8 KiB
@@ -240,7 +240,7 @@ bench_transfer() {
 	bench_samples manual_mbps MB/s "${m_mbps[@]}"
 	bench_samples manual_bytes bytes "${m_bytes[@]}"
 	bench_note "data: $files files, $raw bytes: $BT_DATA_KIND; $runs runs of each, ${BT_HOSTS[0]} -> ${BT_HOSTS[1]} over the bench bridge (veth, one machine, 2 CPUs shared by sender and receiver)"
-	bench_note "Ferry: POST /v1/debug/send on ${BT_HOSTS[0]}'s socket (SSH channels + zstd, sha256 checked on arrival, then discarded; ${streams:-?} streams); MB/s = raw bytes / the agent's measured duration"
+	bench_note "Ferry: POST /v1/debug/send on ${BT_HOSTS[0]}'s socket (${streams:-?} SSH channels, each on its own SSH connection, zstd; every chunk's SHA-256 checked on arrival, then discarded); MB/s = raw bytes / the agent's measured duration"
 	bench_note "agent RSS: VmRSS before the sends $(bench_mib "$rss0") MiB; VmHWM restarted (clear_refs 5) before the sends and read after them"
 	bench_note "plain: tar -b 2048 -cf - | socat -u -b 1048576 into socat -u -b 1048576 | wc -c (1 MiB blocks), no compression, no encryption; manual: tar czf - | ssh (OpenSSH $(ssh -V 2>&1 | cut -d, -f1 | sed 's/^OpenSSH_//'), default cipher) | tar xzf - on ${BT_HOSTS[1]}"
 	bench_finish
