@@ -12,6 +12,7 @@
 #      blocks the copy is bound by system calls, not by the link: 2-4x slower here.)
 #   3. The manual way: `tar czf - DIR | ssh bt-2 'tar xzf - -C DEST'`, to an sshd started for the benchmark in
 #      bt-2's namespace (temporary host and client keys, its own config, killed at the end).
+# Ferry's runs and the plain copies alternate (Ferry, plain, Ferry, ...), so that both see the same load.
 # Targets (issue 4): Ferry >= 60% of the plain copy's throughput, >= 5x the manual way's, fewer bytes on the wire
 # than the plain copy; the sending agent under 100 MiB of peak RSS.
 
@@ -196,16 +197,16 @@ bench_transfer() {
 	bench_hwm_reset "$agent"
 	local rss0
 	rss0=$(awk '/^VmRSS:/ {print $2}' "/proc/$agent/status")
+	# Ferry's sends and the plain copies alternate, so that both see the same load on a shared machine.
+	local hwm_send=0 kib
 	for i in $(seq "$runs"); do
 		line=$(bt_ferry_send "$data") || bench_die "Ferry's stream failed (agent logs in $BT_DIR/*.log)"
 		read -r a b c d e <<<"$line"
 		f_mbps+=("$a") f_wire+=("$b") f_ms+=("$d") streams=$e
 		[ "$c" -eq "$raw" ] || bench_note "Ferry's stream carried $c raw bytes, the directory holds $raw"
 		bench_log "transfer: Ferry run $i: $a MB/s, $b bytes on the wire, $d ms"
-	done
-	local hwm_send
-	hwm_send=$(bench_hwm_kib "$agent")
-	for i in $(seq "$runs"); do
+		kib=$(bench_hwm_kib "$agent")
+		[ "$kib" -gt "$hwm_send" ] && hwm_send=$kib
 		line=$(bt_plain_copy "$data") || bench_die "plain copy failed"
 		read -r a b c <<<"$line"
 		p_mbps+=("$a") p_bytes+=("$b") p_ms+=("$c")
