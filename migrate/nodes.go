@@ -57,10 +57,14 @@ type DumpResult struct {
 	StreamWire  int64           `json:"stream_wire"`  // the rest, on the wire
 	Files       int             `json:"files"`
 	CRIU        *criu.DumpStats `json:"criu,omitempty"`
+	// SentAt is when the target had everything (the pages and the rest).
+	SentAt time.Time `json:"sent_at,omitzero"`
 }
 
 // RestoreResult is what the target reports once the container runs there.
 type RestoreResult struct {
+	// StartedAt is when the target began to restore (it had been asked to).
+	StartedAt time.Time          `json:"started_at,omitzero"`
 	RunningAt time.Time          `json:"running_at"`
 	Took      time.Duration      `json:"took"`
 	Pid       int                `json:"pid"`

@@ -110,6 +110,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.rep.Restore = res
 	r.rep.Downtime = res.RunningAt.Sub(dump.FrozenAt)
+	r.rep.Phases = phasesOf(dump, res)
 	return r.commit(ctx)
 }
 

@@ -74,20 +74,33 @@ func (a *Agent) dumpFrozen(ctx context.Context, e *entry, dir string, opts Migra
 	if err := a.runc.Pause(ctx, name); err != nil {
 		return nil, fmt.Errorf("freezing %s: %w", name, err)
 	}
+	// Frozen, the writable layer, the record and the log no longer change: they are gathered while CRIU dumps.
+	rest := make(chan error, 1)
+	go func() {
+		if err := writeDiff(ctx, e.upperDir(c.Generation), filepath.Join(dir, checkpoint.DiffFile)); err != nil {
+			rest <- err
+			return
+		}
+		if err := writeJSON(filepath.Join(dir, checkpoint.RecordFile), c.Config); err != nil {
+			rest <- err
+			return
+		}
+		if err := copyFile(e.logPath(), filepath.Join(dir, LogFile)); err != nil {
+			rest <- fmt.Errorf("copying the log of %s: %w", name, err)
+			return
+		}
+		rest <- nil
+	}()
 	ro := runtime.CheckpointOptions{ImagePath: filepath.Join(dir, checkpoint.ImagesDir), WorkPath: filepath.Join(dir, checkpoint.LogsDir),
 		LeaveRunning: true, PageServer: opts.PageServer}
-	if err := a.runc.Checkpoint(ctx, name, ro); err != nil {
-		return nil, fmt.Errorf("CRIU could not dump %s: %w%s", name, err, criuLogErrors(filepath.Join(ro.WorkPath, "dump.log")))
-	}
+	cerr := a.runc.Checkpoint(ctx, name, ro)
 	took := time.Since(frozenAt)
-	if err := writeDiff(ctx, e.upperDir(c.Generation), filepath.Join(dir, checkpoint.DiffFile)); err != nil {
-		return nil, err
+	rerr := <-rest
+	if cerr != nil {
+		return nil, fmt.Errorf("CRIU could not dump %s: %w%s", name, cerr, criuLogErrors(filepath.Join(ro.WorkPath, "dump.log")))
 	}
-	if err := writeJSON(filepath.Join(dir, checkpoint.RecordFile), c.Config); err != nil {
-		return nil, err
-	}
-	if err := copyFile(e.logPath(), filepath.Join(dir, LogFile)); err != nil {
-		return nil, fmt.Errorf("copying the log of %s: %w", name, err)
+	if rerr != nil {
+		return nil, rerr
 	}
 	md := &MigrationDump{Container: name, Dir: dir, FrozenAt: frozenAt, DumpTook: took}
 	md.CRIU, _ = criu.ReadDumpStats(ro.WorkPath)

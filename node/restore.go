@@ -103,24 +103,36 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	old := e.snapshot()
 	gen := old.Generation + 1
 	_ = os.RemoveAll(e.genDir(gen))
+	t0 := time.Now()
 	ph.phase("preparing", "unpacking the writable layer")
-	if err := unpackDiff(ctx, ck.DiffPath(), e.upperDir(gen)); err != nil {
-		_ = os.RemoveAll(e.genDir(gen))
-		return 0, err
-	}
 	work := a.restoreWork(e)
 	_ = os.RemoveAll(work)
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return 0, err
 	}
-	var lp *criu.LazyPages
-	if lazy {
-		var err error
-		if lp, err = criu.StartLazyPages(ctx, a.cfg.Criu, ck.ImagesDir(), work); err != nil {
-			_ = os.RemoveAll(e.genDir(gen))
-			return 0, err
-		}
+	// The lazy-pages daemon starts (a process, then its socket) while the writable layer unpacks.
+	type started struct {
+		lp  *criu.LazyPages
+		err error
 	}
+	lpc := make(chan started, 1)
+	if lazy {
+		go func() {
+			lp, err := criu.StartLazyPages(ctx, a.cfg.Criu, ck.ImagesDir(), work)
+			lpc <- started{lp, err}
+		}()
+	} else {
+		lpc <- started{}
+	}
+	uerr := unpackDiff(ctx, ck.DiffPath(), e.upperDir(gen))
+	st := <-lpc
+	lp := st.lp
+	if err := errors.Join(uerr, st.err); err != nil {
+		lp.Stop()
+		_ = os.RemoveAll(e.genDir(gen))
+		return 0, err
+	}
+	t1 := time.Now()
 	_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = rec, gen, StateRestoring })
 	ph.phase("restoring", "CRIU restores the container")
 	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy})
@@ -131,6 +143,8 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 		return 0, fmt.Errorf("CRIU could not restore %s from checkpoint %s: %w%s; the container is left %s",
 			rec.Name, ck.ID, err, criuLogErrors(filepath.Join(work, "restore.log")), old.State)
 	}
+	a.log.Debug("restore timings", "container", rec.Name, "prepare", t1.Sub(t0).Round(time.Millisecond),
+		"restore", time.Since(t1).Round(time.Millisecond), "lazy", lazy)
 	if lp != nil {
 		a.wg.Add(1)
 		go func() { // the daemon ends when every page is in; say so if it did not

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -32,10 +34,11 @@ type Agent struct {
 	router  *Router
 	addr    string // advertised SSH address (also the raft address)
 
-	pages      pageSums    // page tunnels' hashes, by migration
-	received   receivedSet // migration streams received, by migration
-	migrations runningJobs // migrations this agent drives as the leader
-	expected   expected    // containers loaded here whose placement is being moved here
+	pages       pageSums     // page tunnels' hashes, by migration
+	received    receivedSet  // migration streams received, by migration
+	streamLanes laneGatherer // directory streams over several lanes, gathering
+	migrations  runningJobs  // migrations this agent drives as the leader
+	expected    expected     // containers loaded here whose placement is being moved here
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -48,6 +51,9 @@ type Agent struct {
 func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), ctx: actx, cancel: cancel}

@@ -95,22 +95,29 @@ func (a *Agent) dumpAndSend(ctx context.Context, j migrate.Job) (*migrate.DumpRe
 	md, err := a.node.DumpForMigration(ctx, j.Container, node.MigrationDumpOptions{PageServer: tun.Addr()})
 	if err != nil {
 		tctx, cancel := context.WithTimeout(ctx, time.Second)
-		tun.Wait(tctx)
+		if sum := tun.Wait(tctx); sum.Err != nil && !errors.Is(sum.Err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (page tunnel to %s: %v)", err, j.Target, sum.Err)
+		}
 		cancel()
 		return nil, err
 	}
+	dumped := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	sum := tun.Wait(wctx)
 	cancel()
 	if sum.Err != nil {
 		return nil, fmt.Errorf("page tunnel to %s: %w", j.Target, sum.Err)
 	}
+	tunnelled := time.Now()
 	st, err := a.sendDir(ctx, targetAddr, streamHeader{Kind: streamMigration, ID: j.ID}, md.Dir, nil)
 	if err != nil {
 		return nil, fmt.Errorf("streaming the dump to %s: %w", j.Target, err)
 	}
+	a.log.Info("migration dump timings", "job", j.ID, "dump", dumped.Sub(md.FrozenAt).Round(time.Millisecond),
+		"tunnel_tail", tunnelled.Sub(dumped).Round(time.Millisecond), "stream", time.Since(tunnelled).Round(time.Millisecond),
+		"frozen_so_far", time.Since(md.FrozenAt).Round(time.Millisecond))
 	res := &migrate.DumpResult{FrozenAt: md.FrozenAt, DumpTook: md.DumpTook, PagesBytes: sum.Bytes, PagesWire: sum.Wire, PagesSHA256: sum.SHA256,
-		StreamRaw: st.RawBytes, StreamWire: st.WireBytes, Files: st.Files, CRIU: md.CRIU}
+		StreamRaw: st.RawBytes, StreamWire: st.WireBytes, Files: st.Files, CRIU: md.CRIU, SentAt: time.Now()}
 	return res, nil
 }
 
@@ -132,6 +139,7 @@ func (a *Agent) restoreIncoming(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) checkAndRestore(ctx context.Context, id string, req restoreRequest) (*migrate.RestoreResult, error) {
+	started := time.Now()
 	defer a.pages.drop(id)
 	var got pageSum
 	select {
@@ -155,7 +163,7 @@ func (a *Agent) checkAndRestore(ctx context.Context, id string, req restoreReque
 	if err != nil {
 		return nil, err
 	}
-	return &migrate.RestoreResult{RunningAt: time.Now(), Took: rep.Took, Pid: rep.Pid, CRIU: rep.CRIU}, nil
+	return &migrate.RestoreResult{StartedAt: started, RunningAt: time.Now(), Took: rep.Took, Pid: rep.Pid, CRIU: rep.CRIU}, nil
 }
 
 func (a *Agent) finishOutgoing(w http.ResponseWriter, r *http.Request) {

@@ -3,9 +3,11 @@ package agent
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +31,15 @@ const (
 type streamHeader struct {
 	Kind string `json:"kind"`
 	ID   string `json:"id,omitempty"`
+	// A stream over several channels (stream.SendParallel): which transfer, which lane, of how many.
+	Xfer  string `json:"xfer,omitempty"`
+	Lane  int    `json:"lane,omitempty"`
+	Lanes int    `json:"lanes,omitempty"`
 }
+
+// parallelMin is the size from which a directory goes over several lanes: below it, opening the channels
+// costs more than it brings.
+const parallelMin = 16 << 20
 
 // streamAck is the receiver's verdict, sent back on the channel once everything was received and checked.
 type streamAck struct {
@@ -61,27 +71,69 @@ func (r *receivedSet) take(id string) (string, bool) {
 	return d, ok
 }
 
-// sendDir streams dir to the agent at addr and waits for its verdict.
+// sendDir streams dir to the agent at addr and waits for its verdict. A big directory goes over several
+// channels, each on its own SSH connection (Config.Lanes), so that one connection's encryption does not
+// bound it; the verdict comes back on lane 0.
 func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir string, progress func(stream.Progress)) (stream.Stats, error) {
-	m, err := stream.BuildManifest(ctx, dir)
+	// Sizes only: every chunk is hashed as it is read and checked as it arrives, so nothing reads the
+	// files before the sending starts.
+	m, err := stream.ListManifest(ctx, dir)
 	if err != nil {
 		return stream.Stats{}, err
 	}
-	extra, _ := json.Marshal(h)
-	conn, err := a.pool.Open(ctx, addr, sshx.ChannelStream, extra)
+	n := a.cfg.Lanes
+	if m.TotalSize() < parallelMin {
+		n = 1
+	}
+	if n > 1 {
+		h.Xfer, h.Lanes = rand.Text(), n
+	}
+	conns := make([]net.Conn, n)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	errs := make(chan error, n)
+	for i := range conns {
+		go func() {
+			hi := h
+			hi.Lane = i
+			extra, _ := json.Marshal(hi)
+			var err error
+			conns[i], err = a.pool.OpenOn(ctx, addr, i, sshx.ChannelStream, extra)
+			errs <- err
+		}()
+	}
+	for range conns {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+		}
+	}
 	if err != nil {
 		return stream.Stats{}, err
 	}
-	defer conn.Close()
 	opts := stream.DefaultSendOptions()
 	opts.Progress, opts.Logger = progress, a.log
-	st, err := stream.Send(ctx, conn, dir, m, opts)
+	// Frames in flight per stream: with several streams, two each keep the workers busy and the memory
+	// (raw plus compressed frame) bounded to about 4*lanes MiB.
+	opts.Depth = 2
+	ws := make([]io.Writer, n)
+	for i, c := range conns {
+		ws[i] = c
+	}
+	st, err := stream.SendParallel(ctx, ws, dir, m, opts)
 	if err != nil {
 		return st, err
 	}
-	if cw, ok := conn.(closeWriter); ok {
-		_ = cw.CloseWrite()
+	for _, c := range conns {
+		if cw, ok := c.(closeWriter); ok {
+			_ = cw.CloseWrite()
+		}
 	}
+	conn := conns[0]
 	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
 	line, err := bufio.NewReader(io.LimitReader(conn, 64<<10)).ReadBytes('\n')
 	if err != nil {
@@ -97,13 +149,34 @@ func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir st
 	return st, nil
 }
 
-// serveStream receives a directory stream, checks it, hands it on by kind and sends the verdict back.
+// serveStream receives a directory stream (one call per lane), checks it, hands it on by kind and sends
+// the verdict back on lane 0.
 func (a *Agent) serveStream(ctx context.Context, ch *sshx.Channel) {
 	var h streamHeader
 	err := json.Unmarshal(ch.ExtraData(), &h)
+	lanes := []*sshx.Channel{ch}
+	if err == nil && h.Lanes > 1 {
+		g, last, jerr := a.streamLanes.join(ch.Peer().Name+"/"+h.Xfer, h.Lane, h.Lanes, ch)
+		if jerr != nil {
+			a.log.Warn("stream lane refused", "kind", h.Kind, "id", h.ID, "from", ch.Peer().Name, "err", jerr)
+			return
+		}
+		if !last {
+			if !a.streamLanes.wait(ctx, ch.Peer().Name+"/"+h.Xfer, g) {
+				a.log.Warn("stream lanes missing; refused", "kind", h.Kind, "id", h.ID, "from", ch.Peer().Name, "lanes", h.Lanes)
+			}
+			return
+		}
+		defer close(g.done)
+		lanes = g.lanes
+	}
 	var st stream.Stats
 	if err == nil {
-		st, err = a.receive(ctx, ch, h)
+		rs := make([]io.Reader, len(lanes))
+		for i, l := range lanes {
+			rs[i] = l
+		}
+		st, err = a.receive(ctx, rs, h)
 	}
 	ack := streamAck{OK: err == nil, Stats: st}
 	if err != nil {
@@ -111,11 +184,13 @@ func (a *Agent) serveStream(ctx context.Context, ch *sshx.Channel) {
 		a.log.Warn("refused an incoming stream", "kind", h.Kind, "id", h.ID, "from", ch.Peer().Name, "err", err)
 	}
 	b, _ := json.Marshal(ack)
-	_, _ = ch.Write(append(b, '\n'))
-	_ = ch.CloseWrite()
+	_, _ = lanes[0].Write(append(b, '\n'))
+	for _, l := range lanes {
+		_ = l.CloseWrite()
+	}
 }
 
-func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (stream.Stats, error) {
+func (a *Agent) receive(ctx context.Context, r []io.Reader, h streamHeader) (stream.Stats, error) {
 	base := filepath.Join(a.cfg.DataDir, "incoming")
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return stream.Stats{}, err
@@ -131,7 +206,7 @@ func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (strea
 		}
 		dir := filepath.Join(base, "migration-"+h.ID)
 		_ = os.RemoveAll(dir)
-		_, st, err := stream.Receive(ctx, r, dir, opts)
+		_, st, err := stream.ReceiveParallel(ctx, r, dir, opts)
 		if err == nil {
 			a.received.put(h.ID, dir)
 		}
@@ -145,7 +220,7 @@ func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (strea
 		}
 		defer os.RemoveAll(tmp)
 		dir := filepath.Join(tmp, "d")
-		_, st, err := stream.Receive(ctx, r, dir, opts)
+		_, st, err := stream.ReceiveParallel(ctx, r, dir, opts)
 		if err == nil && h.Kind == streamImage {
 			err = a.storeImage(ctx, dir)
 		}
@@ -155,21 +230,26 @@ func (a *Agent) receive(ctx context.Context, r io.Reader, h streamHeader) (strea
 }
 
 // receiveSnapshot receives a copy of a snapshot; the node keeps it only if every file matches the
-// snapshot's manifest. The stream checks each file's sha256 as it writes it; those sums are compared with
-// the snapshot's manifest, so the copy is not hashed twice.
-func (a *Agent) receiveSnapshot(ctx context.Context, r io.Reader, id, base string, opts stream.ReceiveOptions) (stream.Stats, error) {
+// snapshot's manifest. When the sender listed each file's sha256 (and the stream checked it on arrival),
+// those sums are compared with the snapshot's manifest, so the copy is not hashed twice; a stream checked
+// chunk by chunk carries no whole-file sums, and then the node hashes the copy against its manifest.
+func (a *Agent) receiveSnapshot(ctx context.Context, r []io.Reader, id, base string, opts stream.ReceiveOptions) (stream.Stats, error) {
 	tmp, err := os.MkdirTemp(base, "snapshot-")
 	if err != nil {
 		return stream.Stats{}, err
 	}
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "d")
-	m, st, err := stream.Receive(ctx, r, dir, opts)
+	m, st, err := stream.ReceiveParallel(ctx, r, dir, opts)
 	if err != nil {
 		return st, err
 	}
 	sums := make(map[string]checkpoint.Sum, len(m.Entries))
 	for _, e := range m.Entries {
+		if e.SHA256 == "" {
+			sums = nil
+			break
+		}
 		sums[e.Path] = checkpoint.Sum{Size: e.Size, SHA256: e.SHA256}
 	}
 	return st, a.node.AcceptSnapshot(ctx, id, dir, sums)

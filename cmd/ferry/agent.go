@@ -26,6 +26,7 @@ type agentFlags struct {
 	fast            bool
 	debug           bool
 	faults          []string
+	lanes           int
 }
 
 func newAgentCmd() *cobra.Command {
@@ -61,6 +62,8 @@ With --dev the agent is a one-node cluster on 127.0.0.1 with its data in a new t
 	fl.StringArrayVar(&f.faults, "fault", nil, "inject a failure (tests only): corrupt-pages, break-restore")
 	_ = fl.MarkHidden("fast-failover")
 	_ = fl.MarkHidden("fault")
+	fl.IntVar(&f.lanes, "lanes", 0, fmt.Sprintf("SSH connections per bulk transfer to another agent (default %d)", agent.DefaultLanes))
+	_ = fl.MarkHidden("lanes")
 	return cmd
 }
 
@@ -77,6 +80,8 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.Logger, cfg.Name, cfg.Join, cfg.Token = log, f.name, f.join, f.token
 	cfg.BootstrapExpect, cfg.ControllerKey, cfg.Fast, cfg.Advertise = f.bootstrapExpect, f.controllerKey, f.fast, f.advertise
 	cfg.Node.Faults = f.faults
+	cfg.Lanes = f.lanes
+	cfg.MemoryLimit = agent.DefaultMemoryLimit
 	if f.dev {
 		cfg.Bind, cfg.Fast = "127.0.0.1:0", true
 	}

@@ -59,6 +59,9 @@ func printMigrationReport(r *migrate.Report) {
 	}
 	fmt.Printf("migrated %s from %s to %s (%s)\n", j.Container, j.Source, j.Target, j.Mode)
 	fmt.Printf("  downtime %s, total %s\n", ms(r.Downtime), ms(r.Total))
+	if p := r.Phases; p != nil {
+		fmt.Printf("  downtime by phase: dump %s, send the rest %s, handover %s, restore %s\n", ms(p.Dump), ms(p.Send), ms(p.Handover), ms(p.Restore))
+	}
 	fmt.Printf("  bytes: %s raw, %s sent\n", humanBytes(r.BytesRaw), humanBytes(r.BytesSent))
 	if d := r.Dump; d != nil && d.CRIU != nil {
 		fmt.Printf("  CRIU dump: frozen %s, memdump %s, memwrite %s, pages written %d\n", ms(d.CRIU.FrozenTime), ms(d.CRIU.MemdumpTime), ms(d.CRIU.MemwriteTime), d.CRIU.PagesWritten)

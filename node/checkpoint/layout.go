@@ -114,6 +114,27 @@ func (p *Pending) Finish(ctx context.Context) (*Checkpoint, *Manifest, error) {
 	return &Checkpoint{ID: p.ID, Dir: p.final}, m, nil
 }
 
+// Publish moves the checkpoint into its final place before it has a manifest, for a restore that must not
+// wait for every file to be hashed again (a migration's, whose every byte was checked in transit). Until
+// seal has hashed the files and written the manifest, Open and List do not see the checkpoint; seal may
+// run while the files are read (a lazy restore) but not while they change.
+func (p *Pending) Publish() (ck *Checkpoint, seal func(context.Context) (*Manifest, error), err error) {
+	if err := os.Rename(p.Dir, p.final); err != nil {
+		return nil, nil, fmt.Errorf("moving checkpoint into place: %w", err)
+	}
+	ck = &Checkpoint{ID: p.ID, Dir: p.final}
+	seal = func(ctx context.Context) (*Manifest, error) {
+		m, err := BuildManifest(ctx, ck.Dir)
+		if err != nil {
+			return nil, err
+		}
+		m.ID = p.ID
+		m.Created = time.Now().UTC()
+		return m, m.write(ck.Dir)
+	}
+	return ck, seal, nil
+}
+
 // Open returns the finished checkpoint id under parent.
 func Open(parent, id string) (*Checkpoint, error) {
 	if !ValidID(id) {

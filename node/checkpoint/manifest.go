@@ -49,7 +49,7 @@ func (m *Manifest) Size() int64 {
 
 // covered says whether a relative path belongs under the manifest (logs and the manifest itself do not).
 func covered(rel string) bool {
-	return rel != ManifestFile && rel != LogsDir && !strings.HasPrefix(rel, LogsDir+"/")
+	return rel != ManifestFile && rel != ManifestFile+".tmp" && rel != LogsDir && !strings.HasPrefix(rel, LogsDir+"/")
 }
 
 // BuildManifest hashes every regular file under dir that the manifest covers. Anything but regular files and
@@ -110,7 +110,9 @@ func (m *Manifest) write(dir string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, ManifestFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// Written aside and renamed, so that a manifest is either whole or absent.
+	tmp := filepath.Join(dir, ManifestFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -122,7 +124,10 @@ func (m *Manifest) write(dir string) error {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, ManifestFile))
 }
 
 // ReadManifest reads and checks the shape of dir's manifest (paths relative and inside, no duplicates).

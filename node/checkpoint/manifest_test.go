@@ -138,3 +138,37 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestPublishThenSeal(t *testing.T) {
+	parent := t.TempDir()
+	p, err := Begin(parent, "20260101T000000Z-abcdef01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.ImagesDir(), "pages-1.img"), []byte("pages"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ck, seal, err := p.Publish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(parent, ck.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open before seal: %v, want ErrNotFound", err)
+	}
+	if ids, _ := List(parent); len(ids) != 0 {
+		t.Fatalf("List before seal: %v", ids)
+	}
+	m, err := seal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Files) != 1 || m.Files[0].Path != "images/pages-1.img" || m.ID != ck.ID {
+		t.Fatalf("manifest %+v", m)
+	}
+	if _, err := Open(parent, ck.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := ck.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

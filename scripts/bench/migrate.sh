@@ -152,7 +152,7 @@ bm_ferry_size() {
 		total+=("$(bm_json "$rep" 'round(d["total"] / 1e6, 1)')")
 		sent+=("$(bm_json "$rep" 'd["bytes_sent"]')") raw+=("$(bm_json "$rep" 'd["bytes_raw"]')")
 		gaps+=("$gap")
-		bench_log "migrate: Ferry $s MiB $src -> $dst: downtime ${down[-1]} ms, workload gap $gap ms, total ${total[-1]} ms, sent ${sent[-1]} of ${raw[-1]} bytes; CRIU $(bm_json "$rep" '"frozen %.0f ms, memdump %.0f ms, restore %.0f ms" % (d["dump"]["criu"]["frozen_time"] / 1e6, d["dump"]["criu"]["memdump_time"] / 1e6, d["restore"]["criu"]["restore_time"] / 1e6) if d.get("dump", {}).get("criu") and d.get("restore", {}).get("criu") else "stats missing"')"
+		bench_log "migrate: Ferry $s MiB $src -> $dst: downtime ${down[-1]} ms, workload gap $gap ms, total ${total[-1]} ms, sent ${sent[-1]} of ${raw[-1]} bytes; CRIU $(bm_json "$rep" '"frozen %.0f ms, memdump %.0f ms, restore %.0f ms" % (d["dump"]["criu"]["frozen_time"] / 1e6, d["dump"]["criu"]["memdump_time"] / 1e6, d["restore"]["criu"]["restore_time"] / 1e6) if d.get("dump", {}).get("criu") and d.get("restore", {}).get("criu") else "stats missing"'); downtime by phase $(bm_json "$rep" '", ".join("%s %.0f ms" % (k, v / 1e6) for k, v in (d.get("phases") or {}).items()) or "not reported"')"
 		cp "$rep" "$BENCH_RESULTS/migrate-report-$s-$r.json" 2>/dev/null || true
 	done
 	if [ ${#agents[@]} -gt 0 ]; then

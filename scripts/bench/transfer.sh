@@ -4,14 +4,15 @@
 # and directory, so it never meets a developer's cluster), for one 256 MiB checkpoint-like directory (a real CRIU
 # dump of `memload -mib 256`: half text-like, half random memory; made once, on this disk), BENCH_TRANSFER_RUNS (3)
 # times each, all in the same run, from host bt-1 to host bt-2:
-#   1. Ferry's stream: the sending agent's POST /v1/debug/send (SSH + zstd, checked by sha256 on arrival, then
-#      discarded): throughput (raw MB/s, 1 MB = 1e6 bytes), bytes on the wire, and the sending agent's peak RSS
+#   1. Ferry's stream: the sending agent's POST /v1/debug/send (over several SSH connections, zstd, every chunk
+#      checked by SHA-256 on arrival, then discarded): throughput (raw MB/s, 1 MB = 1e6 bytes), bytes on the wire, and the sending agent's peak RSS
 #      (VmHWM, restarted through clear_refs before the sends, read after them).
 #   2. A plain TCP copy with no compression and no encryption (`tar -b 2048 -cf - | socat -b 1M` into
 #      `socat -b 1M | wc -c`): the near-physical limit of the link. (With tar's and socat's default 10 KiB and 8 KiB
 #      blocks the copy is bound by system calls, not by the link: 2-4x slower here.)
 #   3. The manual way: `tar czf - DIR | ssh bt-2 'tar xzf - -C DEST'`, to an sshd started for the benchmark in
 #      bt-2's namespace (temporary host and client keys, its own config, killed at the end).
+# Ferry's runs and the plain copies alternate (Ferry, plain, Ferry, ...), so that both see the same load.
 # Targets (issue 4): Ferry >= 60% of the plain copy's throughput, >= 5x the manual way's, fewer bytes on the wire
 # than the plain copy; the sending agent under 100 MiB of peak RSS.
 
@@ -196,16 +197,16 @@ bench_transfer() {
 	bench_hwm_reset "$agent"
 	local rss0
 	rss0=$(awk '/^VmRSS:/ {print $2}' "/proc/$agent/status")
+	# Ferry's sends and the plain copies alternate, so that both see the same load on a shared machine.
+	local hwm_send=0 kib
 	for i in $(seq "$runs"); do
 		line=$(bt_ferry_send "$data") || bench_die "Ferry's stream failed (agent logs in $BT_DIR/*.log)"
 		read -r a b c d e <<<"$line"
 		f_mbps+=("$a") f_wire+=("$b") f_ms+=("$d") streams=$e
 		[ "$c" -eq "$raw" ] || bench_note "Ferry's stream carried $c raw bytes, the directory holds $raw"
 		bench_log "transfer: Ferry run $i: $a MB/s, $b bytes on the wire, $d ms"
-	done
-	local hwm_send
-	hwm_send=$(bench_hwm_kib "$agent")
-	for i in $(seq "$runs"); do
+		kib=$(bench_hwm_kib "$agent")
+		[ "$kib" -gt "$hwm_send" ] && hwm_send=$kib
 		line=$(bt_plain_copy "$data") || bench_die "plain copy failed"
 		read -r a b c <<<"$line"
 		p_mbps+=("$a") p_bytes+=("$b") p_ms+=("$c")
@@ -240,7 +241,7 @@ bench_transfer() {
 	bench_samples manual_mbps MB/s "${m_mbps[@]}"
 	bench_samples manual_bytes bytes "${m_bytes[@]}"
 	bench_note "data: $files files, $raw bytes: $BT_DATA_KIND; $runs runs of each, ${BT_HOSTS[0]} -> ${BT_HOSTS[1]} over the bench bridge (veth, one machine, 2 CPUs shared by sender and receiver)"
-	bench_note "Ferry: POST /v1/debug/send on ${BT_HOSTS[0]}'s socket (SSH channels + zstd, sha256 checked on arrival, then discarded; ${streams:-?} streams); MB/s = raw bytes / the agent's measured duration"
+	bench_note "Ferry: POST /v1/debug/send on ${BT_HOSTS[0]}'s socket (${streams:-?} SSH channels, each on its own SSH connection, zstd; every chunk's SHA-256 checked on arrival, then discarded); MB/s = raw bytes / the agent's measured duration"
 	bench_note "agent RSS: VmRSS before the sends $(bench_mib "$rss0") MiB; VmHWM restarted (clear_refs 5) before the sends and read after them"
 	bench_note "plain: tar -b 2048 -cf - | socat -u -b 1048576 into socat -u -b 1048576 | wc -c (1 MiB blocks), no compression, no encryption; manual: tar czf - | ssh (OpenSSH $(ssh -V 2>&1 | cut -d, -f1 | sed 's/^OpenSSH_//'), default cipher) | tar xzf - on ${BT_HOSTS[1]}"
 	bench_finish

@@ -10,7 +10,10 @@ import (
 	"time"
 )
 
-// Pool keeps one SSH connection per address and opens channels on it,
+// MaxSlots bounds the connections a pool keeps to one address (see OpenOn).
+const MaxSlots = 16
+
+// Pool keeps one SSH connection per address (and per slot, see OpenOn) and opens channels on it,
 // dialling again when the connection broke (keepalives detect a dead peer
 // within Dialer.KeepAlive). Safe for concurrent use.
 type Pool struct {
@@ -39,12 +42,25 @@ func (p *Pool) log() *slog.Logger { return p.d.log() }
 // Conn returns the live connection to addr, dialling if there is none.
 // Callers waiting for the same dial share its result.
 func (p *Pool) Conn(ctx context.Context, addr string) (*Conn, error) {
+	return p.conn(ctx, addr, 0)
+}
+
+// slotKey names connection slot of addr in the pool; slot 0 is the ordinary connection.
+func slotKey(addr string, slot int) string {
+	if slot == 0 {
+		return addr
+	}
+	return fmt.Sprintf("%s#%d", addr, slot)
+}
+
+func (p *Pool) conn(ctx context.Context, addr string, slot int) (*Conn, error) {
+	key := slotKey(addr, slot)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, fmt.Errorf("pool: %w", ErrClosed)
 	}
-	e, ok := p.conns[addr]
+	e, ok := p.conns[key]
 	if ok {
 		select {
 		case <-e.ready:
@@ -56,12 +72,12 @@ func (p *Pool) Conn(ctx context.Context, addr string) (*Conn, error) {
 	}
 	if !ok {
 		e = &poolEntry{ready: make(chan struct{})}
-		p.conns[addr] = e
+		p.conns[key] = e
 		p.mu.Unlock()
 		e.conn, e.err = p.d.Dial(ctx, addr)
 		close(e.ready)
 		if e.err != nil {
-			p.drop(addr, e)
+			p.drop(key, e)
 		}
 		return e.conn, e.err
 	}
@@ -74,11 +90,11 @@ func (p *Pool) Conn(ctx context.Context, addr string) (*Conn, error) {
 	}
 }
 
-// drop forgets e if it is still the entry for addr, and closes its conn.
-func (p *Pool) drop(addr string, e *poolEntry) {
+// drop forgets e if it is still the entry for key, and closes its conn.
+func (p *Pool) drop(key string, e *poolEntry) {
 	p.mu.Lock()
-	if p.conns[addr] == e {
-		delete(p.conns, addr)
+	if p.conns[key] == e {
+		delete(p.conns, key)
 	}
 	p.mu.Unlock()
 	if e.conn != nil {
@@ -90,8 +106,19 @@ func (p *Pool) drop(addr string, e *poolEntry) {
 // connection turns out to be broken it dials once more. The returned
 // net.Conn is a *Channel.
 func (p *Pool) Open(ctx context.Context, addr, typ string, extra []byte) (net.Conn, error) {
+	return p.OpenOn(ctx, addr, 0, typ, extra)
+}
+
+// OpenOn is Open on connection slot of addr: the pool keeps a separate SSH connection to addr for every
+// slot, so that channels on different slots are encrypted and carried in parallel (one connection's
+// packets go through one lock and one reader). Slot 0 is the connection Open uses.
+func (p *Pool) OpenOn(ctx context.Context, addr string, slot int, typ string, extra []byte) (net.Conn, error) {
+	if slot < 0 || slot >= MaxSlots {
+		return nil, fmt.Errorf("pool: connection slot %d, want 0..%d", slot, MaxSlots-1)
+	}
+	key := slotKey(addr, slot)
 	for attempt := 0; ; attempt++ {
-		c, err := p.Conn(ctx, addr)
+		c, err := p.conn(ctx, addr, slot)
 		if err != nil {
 			return nil, err
 		}
@@ -104,10 +131,10 @@ func (p *Pool) Open(ctx context.Context, addr, typ string, extra []byte) (net.Co
 		}
 		p.log().Debug("pooled connection broken; dialling again", "addr", addr, "err", err)
 		p.mu.Lock()
-		e := p.conns[addr]
+		e := p.conns[key]
 		p.mu.Unlock()
 		if e != nil && e.conn == c {
-			p.drop(addr, e)
+			p.drop(key, e)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package sshx
 
 import (
+	"context"
 	"io"
 	"testing"
 	"time"
@@ -46,4 +47,39 @@ func TestPoolReconnectsAfterRestart(t *testing.T) {
 	srv3, _ := startServer(t, id, addr, nil)
 	srv3.Handle("echo", []string{RoleAgent}, echoHandler)
 	ping()
+}
+
+func TestPoolSlotsAreSeparateConnections(t *testing.T) {
+	ca := newTestCA(t)
+	srv, addr := startServer(t, newTestIdentity(t, ca, "target"), "", nil)
+	srv.Handle(ChannelStream, []string{RoleAgent}, sinkHandler)
+	pool := NewPool(&Dialer{Identity: newTestIdentity(t, ca, "source")})
+	defer pool.Close()
+	ctx := context.Background()
+	c0, err := pool.Conn(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[*Conn]bool{c0: true}
+	for slot := 1; slot < 3; slot++ {
+		ch, err := pool.OpenOn(ctx, addr, slot, ChannelStream, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch.Close()
+		c, err := pool.conn(ctx, addr, slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[c] {
+			t.Fatalf("slot %d shares a connection", slot)
+		}
+		seen[c] = true
+	}
+	if again, _ := pool.conn(ctx, addr, 2); !seen[again] {
+		t.Fatal("slot 2 dialled again instead of reusing its connection")
+	}
+	if _, err := pool.OpenOn(ctx, addr, MaxSlots, ChannelStream, nil); err == nil {
+		t.Fatal("a slot beyond MaxSlots was accepted")
+	}
 }

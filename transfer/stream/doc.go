@@ -27,9 +27,15 @@
 //     anything is created, every frame length is bounded before memory is
 //     spent, and files are created through an os.Root on the staging directory.
 //   - Every frame carries a CRC32C, so damage is reported at the frame where
-//     it happened (ErrCorrupt); every file is checked against the manifest's
-//     size (ErrSize) and SHA-256 (ErrChecksum); a stream that ends before its
-//     trailer is ErrTruncated. Errors name the file and the remedy.
+//     it happened (ErrCorrupt); every chunk is checked against the SHA-256
+//     that the sender took as it read it (ErrChecksum), and every file against
+//     the manifest's size (ErrSize) and, when the manifest has one, its
+//     SHA-256 (ErrChecksum); a stream that ends before its trailer is
+//     ErrTruncated. Errors name the file and the remedy.
+//   - ListManifest makes a manifest without digests (sizes only), so the
+//     sender does not read every file once before it starts: the chunk
+//     sums alone check every byte end to end, and the receiver does not read
+//     a chunked file again at the end either.
 //   - Receive writes into a temporary directory beside the destination and
 //     renames it into place only when every stream ended with its trailer
 //     and every file checked. On error nothing is left and the destination
@@ -38,7 +44,7 @@
 //     SendOptions.FrameSize (raw plus compressed) on the sender and a few
 //     frames on the receiver; no file is ever held whole.
 //
-// # Wire format (version 1, big-endian)
+// # Wire format (version 2, big-endian)
 //
 //	header   "FERRY-STREAM" version:u16
 //	frame    type:u8 length:u32 payload crc32c(type,length,payload):u32
@@ -50,7 +56,7 @@
 //	CHUNK      file index u32, offset u64, length u64
 //	DATA       raw bytes (compression did not save 1/64 of the frame)
 //	ZSTD       raw length u32 + one zstd frame that must decode to exactly that
-//	CHUNK_END  file index u32, bytes sent u64
+//	CHUNK_END  file index u32, bytes sent u64, SHA-256 of the chunk's bytes [32]
 //	TRAILER    chunks u64, raw bytes u64 of this stream
 //	ABORT      reason; the sender gave up (ErrAborted)
 //
@@ -68,9 +74,10 @@
 // exactly once. Chunks lie at fixed offsets (multiples of the chunk size; 0
 // means whole files, as Send does), so the receiver checks each chunk's
 // geometry against the manifest, refuses duplicates, and writes it with
-// WriteAt. A file sent as one chunk is hashed as it arrives; a file cut in
-// chunks is hashed by re-reading it from the staging directory once its last
-// chunk is in, before the final rename.
+// WriteAt. Each chunk is hashed as it arrives and compared with its
+// CHUNK_END. Where the manifest has a file's digest, a file sent as one
+// chunk is checked with that same hash; a file cut in chunks is hashed again
+// by re-reading it from the staging directory once its last chunk is in.
 //
 // The sender reads the last chunk of every file one byte past the manifest's
 // size, so a file that grew or shrank since BuildManifest is reported by both

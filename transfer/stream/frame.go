@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,7 +21,7 @@ import (
 // may end the stream with frAbort instead of frTrailer.
 const (
 	// WireVersion is the stream format this package writes and accepts.
-	WireVersion = 1
+	WireVersion = 2
 	magic       = "FERRY-STREAM"
 	headerLen   = len(magic) + 2
 	frameHdrLen = 5
@@ -45,7 +46,7 @@ const (
 	frData byte = 0x04
 	// frZstd: raw length u32, then one zstd frame that decodes to it.
 	frZstd byte = 0x05
-	// frChunkEnd: file index u32, bytes sent u64.
+	// frChunkEnd: file index u32, bytes sent u64, SHA-256 of the chunk's bytes [32].
 	frChunkEnd byte = 0x06
 	// frTrailer: chunks sent u64, raw bytes sent u64. Last frame of a stream.
 	frTrailer byte = 0x07
@@ -56,7 +57,7 @@ const (
 const (
 	streamPayloadLen   = 16 + 2 + 2 + 8 + 32
 	chunkPayloadLen    = 4 + 8 + 8
-	chunkEndPayloadLen = 4 + 8
+	chunkEndPayloadLen = 4 + 8 + sha256.Size
 	trailerPayloadLen  = 8 + 8
 )
 
@@ -257,10 +258,11 @@ func unmarshalChunk(b []byte) chunkHdr {
 	return chunkHdr{File: binary.BigEndian.Uint32(b), Offset: binary.BigEndian.Uint64(b[4:]), Length: binary.BigEndian.Uint64(b[12:])}
 }
 
-func marshalChunkEnd(file uint32, n uint64) []byte {
+func marshalChunkEnd(file uint32, n uint64, sum []byte) []byte {
 	b := make([]byte, chunkEndPayloadLen)
 	binary.BigEndian.PutUint32(b, file)
 	binary.BigEndian.PutUint64(b[4:], n)
+	copy(b[12:], sum)
 	return b
 }
 

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -160,10 +161,7 @@ func (s *inStream) beginChunk(c chunkHdr) error {
 	if err != nil {
 		return err
 	}
-	s.cur, s.chunk, s.got, s.hash = fsx, c, 0, nil
-	if c.Offset == 0 && int64(c.Length) == fsx.e.Size {
-		s.hash = sha256.New()
-	}
+	s.cur, s.chunk, s.got, s.hash = fsx, c, 0, sha256.New()
 	s.chunks++
 	return nil
 }
@@ -192,9 +190,7 @@ func (s *inStream) write(p []byte) error {
 	if _, err := s.cur.f.WriteAt(p, int64(s.chunk.Offset+s.got)); err != nil {
 		return fmt.Errorf("stage %s: %w", s.cur.e.Path, err)
 	}
-	if s.hash != nil {
-		s.hash.Write(p)
-	}
+	s.hash.Write(p)
 	s.got += uint64(len(p))
 	s.raw += uint64(len(p))
 	s.a.tr.raw.Add(int64(len(p)))
@@ -221,9 +217,17 @@ func (s *inStream) endChunk(p []byte) error {
 	if s.got != s.chunk.Length {
 		return s.sizeErr(false)
 	}
+	if sum := s.hash.Sum(nil); !bytes.Equal(sum, p[12:12+sha256.Size]) {
+		return fmt.Errorf("%w for %s: the chunk at offset %d (%d bytes) hashes to %x here, the sender read %x; it was corrupted in transit or changed on the source, retry the transfer",
+			ErrChecksum, s.cur.e.Path, s.chunk.Offset, s.got, sum, p[12:12+sha256.Size])
+	}
 	fsx := s.cur
 	s.cur = nil
-	return s.a.endChunk(fsx, s.hash)
+	var whole hash.Hash
+	if s.chunk.Offset == 0 && int64(s.chunk.Length) == fsx.e.Size {
+		whole = s.hash
+	}
+	return s.a.endChunk(fsx, whole)
 }
 
 // trailer checks the stream's own totals.

@@ -35,7 +35,8 @@ type Entry struct {
 	Path string `json:"path"`
 	// Size is the file's length in bytes.
 	Size int64 `json:"size"`
-	// SHA256 is the lowercase hex SHA-256 of the file's content.
+	// SHA256 is the lowercase hex SHA-256 of the file's content, or empty when the file is checked by
+	// the SHA-256 of each chunk only (ListManifest: no pass over the files before sending).
 	SHA256 string `json:"sha256"`
 	// Mode holds the permission bits (0o777 at most); the receiver applies them.
 	Mode uint32 `json:"mode"`
@@ -124,7 +125,9 @@ func (e *Entry) validate(lim Limits) error {
 	if e.Size > lim.MaxFileSize {
 		return fmt.Errorf("%w: %q is %d bytes, limit %d", ErrTooLarge, e.Path, e.Size, lim.MaxFileSize)
 	}
-	if len(e.SHA256) != 64 || strings.ToLower(e.SHA256) != e.SHA256 {
+	if e.SHA256 == "" {
+		// checked per chunk only
+	} else if len(e.SHA256) != 64 || strings.ToLower(e.SHA256) != e.SHA256 {
 		return fmt.Errorf("%w: %q has sha256 %q, want 64 lowercase hex digits", ErrManifest, e.Path, e.SHA256)
 	}
 	if _, err := hex.DecodeString(e.SHA256); err != nil {
@@ -178,6 +181,17 @@ func checkDirClashes(entries []Entry, files map[string]bool) error {
 // a device, socket or fifo with ErrNotRegular; empty directories are not
 // recorded. It reads each file once, streaming, and stops on ctx.
 func BuildManifest(ctx context.Context, dir string) (*Manifest, error) {
+	return walkManifest(ctx, dir, true)
+}
+
+// ListManifest is BuildManifest without the files' digests: sizes and modes only, so that sending can
+// start at once. Every byte is still checked end to end, by the SHA-256 of each chunk that the sender
+// takes as it reads and the receiver as it writes (and by each frame's CRC32C).
+func ListManifest(ctx context.Context, dir string) (*Manifest, error) {
+	return walkManifest(ctx, dir, false)
+}
+
+func walkManifest(ctx context.Context, dir string, hash bool) (*Manifest, error) {
 	m := &Manifest{Version: ManifestVersion, Entries: []Entry{}}
 	buf := make([]byte, 1<<20)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -195,7 +209,7 @@ func BuildManifest(ctx context.Context, dir string) (*Manifest, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		e, err := hashEntry(ctx, p, rel, d, buf)
+		e, err := hashEntry(ctx, p, rel, d, buf, hash)
 		if err != nil {
 			return err
 		}
@@ -209,7 +223,7 @@ func BuildManifest(ctx context.Context, dir string) (*Manifest, error) {
 }
 
 // hashEntry checks one directory entry is a regular file and hashes it.
-func hashEntry(ctx context.Context, p, rel string, d fs.DirEntry, buf []byte) (Entry, error) {
+func hashEntry(ctx context.Context, p, rel string, d fs.DirEntry, buf []byte, hash bool) (Entry, error) {
 	if d.Type()&fs.ModeSymlink != 0 {
 		return Entry{}, fmt.Errorf("%w: %s is a symlink; checkpoints must hold regular files only", ErrUnsafePath, rel)
 	}
@@ -224,6 +238,12 @@ func hashEntry(ctx context.Context, p, rel string, d fs.DirEntry, buf []byte) (E
 	info, err := f.Stat()
 	if err != nil {
 		return Entry{}, err
+	}
+	if !hash {
+		if !info.Mode().IsRegular() {
+			return Entry{}, fmt.Errorf("%w: %s changed type while listed", ErrNotRegular, rel)
+		}
+		return Entry{Path: rel, Size: info.Size(), Mode: uint32(info.Mode().Perm())}, nil
 	}
 	h := sha256.New()
 	n, err := io.CopyBuffer(h, ctxReader{ctx, f}, buf)

@@ -196,7 +196,8 @@ func craftStream(entries []Entry, data [][]byte) []byte {
 		if len(d) > 0 {
 			_ = writeFrame(&b, frData, d, nil)
 		}
-		_ = writeFrame(&b, frChunkEnd, marshalChunkEnd(uint32(i), uint64(len(d))), nil)
+		sum := sha256.Sum256(d)
+		_ = writeFrame(&b, frChunkEnd, marshalChunkEnd(uint32(i), uint64(len(d)), sum[:]), nil)
 		raw += uint64(len(d))
 	}
 	_ = writeFrame(&b, frTrailer, marshalTrailer(uint64(len(data)), raw), nil)

@@ -3,8 +3,10 @@ package stream
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 )
 
@@ -181,11 +183,12 @@ func (o *outStream) produceChunk(ctx context.Context, c chunkHdr) error {
 	if int64(c.Offset)+want == e.Size {
 		limit++
 	}
-	n, err := o.produceData(ctx, io.NewSectionReader(f, int64(c.Offset), limit), int(c.File))
+	h := sha256.New()
+	n, err := o.produceData(ctx, io.NewSectionReader(f, int64(c.Offset), limit), int(c.File), h)
 	if err != nil {
 		return fmt.Errorf("send %s: %w", e.Path, err)
 	}
-	end := &block{typ: frChunkEnd, payload: marshalChunkEnd(c.File, uint64(n)), done: closedChan, file: int(c.File)}
+	end := &block{typ: frChunkEnd, payload: marshalChunkEnd(c.File, uint64(n), h.Sum(nil)), done: closedChan, file: int(c.File)}
 	if err := o.push(ctx, end); err != nil {
 		return err
 	}
@@ -205,7 +208,7 @@ func sizeSendErr(e Entry, off, want, got int64) error {
 }
 
 // produceData queues data blocks for everything r yields and returns the count.
-func (o *outStream) produceData(ctx context.Context, r io.Reader, file int) (int64, error) {
+func (o *outStream) produceData(ctx context.Context, r io.Reader, file int, h hash.Hash) (int64, error) {
 	var total int64
 	for {
 		buf := o.s.bufs.Get().(*[]byte)
@@ -214,6 +217,7 @@ func (o *outStream) produceData(ctx context.Context, r io.Reader, file int) (int
 			o.s.bufs.Put(buf)
 		} else {
 			total += int64(n)
+			h.Write((*buf)[:n])
 			if perr := o.pushData(ctx, buf, n, file); perr != nil {
 				return total, perr
 			}
