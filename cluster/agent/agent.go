@@ -35,6 +35,7 @@ type Agent struct {
 	pages      pageSums    // page tunnels' hashes, by migration
 	received   receivedSet // migration streams received, by migration
 	migrations runningJobs // migrations this agent drives as the leader
+	drains     drainRuns   // drains this agent drives as the leader
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -232,6 +233,16 @@ func (a *Agent) startGossip(first bool) error {
 			}
 		}
 	})
+	a.store.OnLeadership(func(ctx context.Context) {
+		for {
+			a.resumeDrains(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	})
 	if first && a.cfg.BootstrapExpect > 1 {
 		a.wg.Add(1)
 		go func() {
@@ -363,6 +374,7 @@ func abs(v int64) int64 {
 func (a *Agent) startAPI() error {
 	a.router = NewRouter(a.cfg.Name, a.store, api.NewServer(a.node, a.log), a, a.token, a.log)
 	a.registerInternal(a.router)
+	a.registerDrain(a.router)
 	roles := []string{sshx.RoleAgent, sshx.RoleController, sshx.RoleViewer}
 	sshAPI := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {

@@ -53,5 +53,6 @@ containers out, unless --node pins it. Its stdout and stderr go to its log (ferr
 	fl.StringVar(&memory, "memory", "", "memory limit, e.g. 256m or 1g (default: none)")
 	fl.StringVar(&req.Net, "net", "none", "network: none (own namespace, loopback only) or host")
 	fl.StringVar(&req.Node, "node", "", "run on this node instead of where the scheduler places it")
+	fl.BoolVar(&req.NoMigrate, "no-migrate", false, "keep it on its node: migrations refuse it, a drain leaves it there and says so")
 	return cmd
 }

@@ -49,6 +49,8 @@ type ImageView struct {
 type RunRequest struct {
 	node.RunRequest
 	Node string `json:"node,omitempty"`
+	// NoMigrate keeps the container on its node: migrations refuse it and a drain leaves it (and says so).
+	NoMigrate bool `json:"no_migrate,omitempty"`
 }
 
 // TokenResponse carries a join token.
