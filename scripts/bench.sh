@@ -19,6 +19,7 @@ source "$BENCH_ROOT/scripts/bench/lib.sh"
 source "$BENCH_ROOT/scripts/bench/cluster.sh"
 source "$BENCH_ROOT/scripts/bench/transfer.sh"
 source "$BENCH_ROOT/scripts/bench/migrate.sh"
+source "$BENCH_ROOT/scripts/bench/drain.sh"
 
 all=(cluster transfer migrate clone drain)
 usage() { echo "usage: bench.sh cluster|transfer|migrate|clone|drain|all" >&2; exit 2; }
@@ -27,7 +28,6 @@ usage() { echo "usage: bench.sh cluster|transfer|migrate|clone|drain|all" >&2; e
 pending() {
 	case $1 in
 	clone) echo "issue 6 snapshots and clones" ;;
-	drain) echo "issue 7 evacuation" ;;
 	esac
 }
 
