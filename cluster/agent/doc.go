@@ -9,11 +9,15 @@
 // and from then on agents accept only each other's certificates. The leader adds joined members to raft
 // (as voters up to five, non-voters beyond).
 //
+// The leader drives the long jobs: migrations (migrate_cmd.go) and drains (drain.go): a drain moves every
+// container of a node by live migration, resumes under a new leader, and is what maintenance mode and an
+// agent's evacuation on shutdown (Config.EvacuateOnShutdown, Shutdown) start.
+//
 // Usage:
 //
 //	cfg := agent.DefaultConfig()
 //	cfg.Name, cfg.DataDir, cfg.Bind = "vg-1", "/var/lib/ferry", "10.77.0.11:7400"
 //	a, err := agent.Start(ctx, cfg)
 //	...
-//	<-ctx.Done(); a.Close()
+//	<-ctx.Done(); a.Shutdown() // evacuates first when cfg.EvacuateOnShutdown
 package agent
