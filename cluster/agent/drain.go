@@ -118,11 +118,17 @@ func (d *drainRun) item(i int) cluster.DrainItem {
 	return it
 }
 
-// save records item i in raft (the whole list, in the order the changes were made).
+// save records item i in raft (the whole list, in the order the changes were made). An agent that no longer
+// leads writes nothing: the new leader's run owns the list, and finds what a migration that ended here did
+// from the container's placement and the migration's record.
 func (d *drainRun) save(ctx context.Context, i int, it cluster.DrainItem) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.items[i] = it
+	if !d.a.store.IsLeader() {
+		d.abandoned.Store(true)
+		return
+	}
 	items := slices.Clone(d.items)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
