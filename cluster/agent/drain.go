@@ -247,7 +247,7 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 	}
 	if cur := d.job(); cur == nil || cur.State.Final() {
 		if it.State == cluster.JobPlanned {
-			it.State, it.Error = cluster.JobFailed, "the drain was ended (undrain) before it moved"
+			it.State, it.Error = cluster.JobFailed, "the drain was ended (undrain or maintenance off) before it moved"
 			d.save(ctx, i, it)
 		}
 		return false
