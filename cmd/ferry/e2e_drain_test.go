@@ -360,4 +360,55 @@ func TestDrain(t *testing.T) {
 			t.Fatalf("the evacuation's drain: %+v", rep)
 		}
 	})
+
+	t.Run("maintenance drains in the background; a --no-migrate container stays and is reported", func(t *testing.T) {
+		where := c.placement(h1)
+		node := h1
+		if countOn(where, h3) < countOn(where, h1) {
+			node = h3
+		}
+		c.must(node, "run", "--name", "pinned", "--node", node, "--no-migrate", "busybox", "--", "sleep", "600")
+		if r := c.on(node, "migrate", "pinned", h2); r.code == 0 || !strings.Contains(r.stderr, "--no-migrate") {
+			t.Fatalf("migrate of a --no-migrate container: exit %d %s", r.code, r.stderr)
+		}
+		if r := c.on(node, "node", "drain", node, "--force"); r.code != 2 || !strings.Contains(r.stderr, "not available in this version") {
+			t.Fatalf("drain --force: exit %d %s", r.code, r.stderr)
+		}
+		out := c.must(node, "node", "maintenance", "on") // the node of the agent asked
+		if !strings.Contains(out, node+" is in maintenance") {
+			t.Fatalf("maintenance on: %s", out)
+		}
+		if r := c.on(node, "node", "undrain", node); r.code == 0 || !strings.Contains(r.stderr, "maintenance off") {
+			t.Fatalf("undrain of a node in maintenance: exit %d %s", r.code, r.stderr)
+		}
+		var rep api.DrainReport
+		c.eventually("the maintenance drain of "+node+" ends", 3*time.Minute, func() bool {
+			var ok bool
+			rep, ok = c.drainReport(node, node)
+			return ok && (rep.State == "committed" || rep.State == "failed")
+		})
+		if rep.Reason != "maintenance" || rep.State != "failed" || !strings.Contains(rep.Error, "pinned") {
+			t.Fatalf("maintenance drain: %+v", rep)
+		}
+		for _, it := range rep.Items {
+			switch {
+			case it.Container == "pinned" && (it.State != "skipped" || !strings.Contains(it.Error, "--no-migrate")):
+				t.Fatalf("the --no-migrate container: %+v", it)
+			case it.Container != "pinned" && it.State != "committed":
+				t.Fatalf("%s did not move: %+v", it.Container, it)
+			}
+		}
+		if ct := c.only(node, "pinned"); ct.Node != node || ct.State != "running" {
+			t.Fatalf("pinned is %s on %s, want running on %s", ct.State, ct.Node, node)
+		}
+		if r := c.on(node, "node", "drain", "--status", node); r.code != 1 || !strings.Contains(r.stdout, "not moved") {
+			t.Fatalf("drain --status of a drain that left a container: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		c.must(node, "node", "maintenance", "off", node)
+		if !eligible(c.nodes(node), node) {
+			t.Fatalf("%s is not eligible after maintenance off", node)
+		}
+		d.intact(t, node)
+	})
+
 }
