@@ -9,7 +9,7 @@
 # Exit status: 0 when the benchmarks ran (a missed target is reported, not an error, unless BENCH_STRICT=1, which
 # makes it 1); 1 when one could not run; 2 on a usage error or a benchmark that is not implemented yet asked alone.
 # Settings: BENCH_FAILOVER_ROUNDS (5), BENCH_RUNS (10), BENCH_APPLY_N (3000 commands per writer count),
-# BENCH_TRANSFER_RUNS (3), BENCH_MIGRATE_SIZES ("64 256 1024" MiB), BENCH_MIGRATE_RUNS (2), BENCH_DRAIN_ALONE_RUNS (3), BENCH_STRICT, BENCH_RESULTS (bench-results/ of this checkout).
+# BENCH_TRANSFER_RUNS (3), BENCH_MIGRATE_SIZES ("64 256 1024" MiB), BENCH_MIGRATE_RUNS (2), BENCH_DRAIN_ALONE_RUNS (2), BENCH_STRICT, BENCH_RESULTS (bench-results/ of this checkout).
 #
 # Each benchmark is a function bench_NAME in scripts/bench/NAME.sh; scripts/bench/lib.sh holds the shared helpers.
 set -euo pipefail
