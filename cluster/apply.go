@@ -371,7 +371,7 @@ func (op *UpdateMigration) apply(s *State, at time.Time) (Result, error) {
 	if !ok {
 		return Result{}, errorf(ErrUnknownJob, "migration job %q does not exist", op.ID)
 	}
-	if !op.State.valid() || op.State == JobRunning {
+	if !op.State.valid() || op.State == JobRunning || op.State == JobSkipped {
 		return Result{}, errorf(ErrInvalidTransition, "migration state %q is not a migration state", op.State)
 	}
 	if j.State.Final() && op.State != j.State {
@@ -441,14 +441,29 @@ func (op *UpdateDrain) apply(s *State, at time.Time) (Result, error) {
 	if !ok {
 		return Result{}, errorf(ErrUnknownJob, "drain job %q does not exist", op.ID)
 	}
-	if !op.State.valid() {
+	state := op.State
+	if state == "" {
+		state = j.State
+	}
+	if !state.valid() || state == JobSkipped {
 		return Result{}, errorf(ErrInvalidTransition, "drain state %q is not a job state", op.State)
 	}
-	if j.State.Final() && op.State != j.State {
-		return Result{}, errorf(ErrInvalidTransition, "drain job %q is already %s; it cannot become %s", j.ID, j.State, op.State)
+	if j.State.Final() && state != j.State {
+		return Result{}, errorf(ErrInvalidTransition, "drain job %q is already %s; it cannot become %s", j.ID, j.State, state)
+	}
+	for _, it := range op.Items {
+		if !it.State.valid() {
+			return Result{}, errorf(ErrInvalid, "drain item %s: state %q is not a job state", it.Container, it.State)
+		}
 	}
 	j = j.Clone()
-	j.State, j.UpdatedAt = op.State, at
+	if state.Final() && !j.State.Final() {
+		j.FinishedAt = at
+	}
+	j.State, j.UpdatedAt = state, at
+	if op.Error != "" {
+		j.Error = op.Error
+	}
 	if op.Items != nil {
 		j.Items = slices.Clone(op.Items)
 	}

@@ -209,7 +209,10 @@ type CreateDrain struct {
 	Job DrainJob `json:"job"`
 }
 
-// UpdateDrain sets a drain job's state and, when Items is non-nil, its items.
+// UpdateDrain sets a drain job's state (empty: unchanged) and, when Items is
+// non-nil, its items; Error, when set, replaces the job's error. Items may
+// still change once the job is final (a migration that was running when the
+// job was cancelled records its outcome), its state may not.
 type UpdateDrain struct {
 	ID    string      `json:"id"`
 	State JobState    `json:"state"`

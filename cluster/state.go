@@ -44,7 +44,8 @@ type JobState string
 
 // Job states. Migrations move through planned, dumping, streaming and
 // restoring; drain jobs and drain items use planned and running. Committed,
-// rolled-back and failed are final for both.
+// rolled-back and failed are final for both; skipped is final, for drain
+// items only.
 const (
 	JobPlanned    JobState = "planned"
 	JobDumping    JobState = "dumping"
@@ -54,16 +55,19 @@ const (
 	JobCommitted  JobState = "committed"
 	JobRolledBack JobState = "rolled-back"
 	JobFailed     JobState = "failed"
+	// JobSkipped is a drain item that was not to be moved (a container started
+	// with --no-migrate, or one that is not running); it stays and says why.
+	JobSkipped JobState = "skipped"
 )
 
 // Final reports whether no further transition is allowed from s.
 func (s JobState) Final() bool {
-	return s == JobCommitted || s == JobRolledBack || s == JobFailed
+	return s == JobCommitted || s == JobRolledBack || s == JobFailed || s == JobSkipped
 }
 
 func (s JobState) valid() bool {
 	switch s {
-	case JobPlanned, JobDumping, JobStreaming, JobRestoring, JobRunning, JobCommitted, JobRolledBack, JobFailed:
+	case JobPlanned, JobDumping, JobStreaming, JobRestoring, JobRunning, JobCommitted, JobRolledBack, JobFailed, JobSkipped:
 		return true
 	}
 	return false
@@ -223,31 +227,49 @@ type MigrationJob struct {
 // Clone returns a copy of m.
 func (m *MigrationJob) Clone() *MigrationJob { c := *m; return &c }
 
-// DrainItem is one container of a drain job.
+// DrainItem is one container of a drain job. Its State is planned until the
+// drainer takes it, running while its migration runs, then committed (moved
+// to Target), failed (it stays on the node; Error says why) or skipped (not to
+// be moved; Error says why).
 type DrainItem struct {
 	Container string   `json:"container"`
 	Target    string   `json:"target,omitempty"`
 	State     JobState `json:"state"`
 	Error     string   `json:"error,omitempty"`
+	// Migration is the ID of the item's current (or last) migration job.
+	Migration string `json:"migration,omitempty"`
+	// Attempts counts the migrations tried; Tried lists the targets that failed.
+	Attempts int      `json:"attempts,omitempty"`
+	Tried    []string `json:"tried,omitempty"`
+	// Downtime is the committed migration's downtime (0 when unknown, e.g.
+	// finished by another leader).
+	Downtime time.Duration `json:"downtime,omitempty"`
 }
 
-// DrainJob evacuates a node.
+// DrainJob evacuates a node. Deadline, when not zero, is when the drainer
+// stops starting migrations.
 type DrainJob struct {
 	ID          string      `json:"id"`
 	Node        string      `json:"node"`
 	State       JobState    `json:"state"`
+	Error       string      `json:"error,omitempty"`
+	Reason      string      `json:"reason,omitempty"` // who asked: drain, maintenance, shutdown
 	Deadline    time.Time   `json:"deadline"`
 	MaxParallel int         `json:"max_parallel"`
 	Force       bool        `json:"force,omitempty"`
 	Items       []DrainItem `json:"items,omitempty"`
 	StartedAt   time.Time   `json:"started_at"`
 	UpdatedAt   time.Time   `json:"updated_at"`
+	FinishedAt  time.Time   `json:"finished_at,omitzero"`
 }
 
 // Clone returns a deep copy of d.
 func (d *DrainJob) Clone() *DrainJob {
 	c := *d
 	c.Items = slices.Clone(d.Items)
+	for i := range c.Items {
+		c.Items[i].Tried = slices.Clone(c.Items[i].Tried)
+	}
 	return &c
 }
 
@@ -401,6 +423,30 @@ func (s *State) ActiveDrain(node string) *DrainJob {
 		}
 	}
 	return nil
+}
+
+// LatestDrain returns the node's most recently started drain job, or nil.
+func (s *State) LatestDrain(node string) *DrainJob {
+	var out *DrainJob
+	for _, d := range s.Drains {
+		if d.Node == node && (out == nil || d.StartedAt.After(out.StartedAt) || (d.StartedAt.Equal(out.StartedAt) && d.ID > out.ID)) {
+			out = d
+		}
+	}
+	return out
+}
+
+// UnfinishedDrains returns the drain jobs that are not final, sorted by ID:
+// what a new leader must resume.
+func (s *State) UnfinishedDrains() []*DrainJob {
+	var out []*DrainJob
+	for _, d := range s.Drains {
+		if !d.State.Final() {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 // UnfinishedMigrations returns the migration jobs that are not final, sorted

@@ -10,7 +10,7 @@
 # makes it 1); 1 when one could not run; 2 on a usage error or a benchmark that is not implemented yet asked alone.
 # Settings: BENCH_FAILOVER_ROUNDS (5), BENCH_RUNS (10), BENCH_APPLY_N (3000 commands per writer count),
 # BENCH_TRANSFER_RUNS (3), BENCH_MIGRATE_SIZES ("64 256 1024" MiB), BENCH_MIGRATE_RUNS (2), BENCH_CLONE_KEYS (4000000),
-# BENCH_STRICT, BENCH_RESULTS (bench-results/ of this checkout).
+# BENCH_DRAIN_ALONE_RUNS (2), BENCH_STRICT, BENCH_RESULTS (bench-results/ of this checkout).
 #
 # Each benchmark is a function bench_NAME in scripts/bench/NAME.sh; scripts/bench/lib.sh holds the shared helpers.
 set -euo pipefail
@@ -21,6 +21,7 @@ source "$BENCH_ROOT/scripts/bench/cluster.sh"
 source "$BENCH_ROOT/scripts/bench/transfer.sh"
 source "$BENCH_ROOT/scripts/bench/migrate.sh"
 source "$BENCH_ROOT/scripts/bench/clone.sh"
+source "$BENCH_ROOT/scripts/bench/drain.sh"
 
 all=(cluster transfer migrate clone drain)
 usage() { echo "usage: bench.sh cluster|transfer|migrate|clone|drain|all" >&2; exit 2; }
@@ -28,7 +29,6 @@ usage() { echo "usage: bench.sh cluster|transfer|migrate|clone|drain|all" >&2; e
 # pending NAME: the issue a benchmark that is not implemented yet comes with, or nothing.
 pending() {
 	case $1 in
-	drain) echo "issue 7 evacuation" ;;
 	esac
 }
 

@@ -54,6 +54,10 @@ mkdir -p "$data_dir"
 
 case $mode in
 systemd)
+	# On `systemctl stop` (a reboot, a kernel update) the agent first moves its containers to other nodes,
+	# for at most the shutdown timeout; systemd waits a little longer than that before it kills it.
+	shutdown_timeout=240
+	args+=(--evacuate-on-shutdown --shutdown-timeout "${shutdown_timeout}s")
 	cat >/etc/systemd/system/ferry.service <<UNIT
 [Unit]
 Description=Ferry node agent ($name)
@@ -64,8 +68,8 @@ Wants=network-online.target
 ExecStart=$binary ${args[*]}
 Restart=on-failure
 KillMode=process
-# An agent started with --evacuate-on-shutdown moves its containers away when stopped: give it the time.
-TimeoutStopSec=300
+# --evacuate-on-shutdown moves the containers away when the agent is stopped: give it the time.
+TimeoutStopSec=$((shutdown_timeout + 30))
 
 [Install]
 WantedBy=multi-user.target

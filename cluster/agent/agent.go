@@ -38,6 +38,7 @@ type Agent struct {
 	received    receivedSet  // migration streams received, by migration
 	streamLanes laneGatherer // directory streams over several lanes, gathering
 	migrations  runningJobs  // migrations this agent drives as the leader
+	drains      drainRuns    // drains this agent drives as the leader
 	expected    expected     // containers loaded here whose placement is being moved here
 
 	ctx    context.Context
@@ -242,6 +243,16 @@ func (a *Agent) startGossip(first bool) error {
 		}
 	})
 	a.store.OnLeadership(a.runPeriodicSnapshots)
+	a.store.OnLeadership(func(ctx context.Context) {
+		for {
+			a.resumeDrains(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	})
 	if first && a.cfg.BootstrapExpect > 1 {
 		a.wg.Add(1)
 		go func() {
@@ -374,6 +385,7 @@ func (a *Agent) startAPI() error {
 	a.router = NewRouter(a.cfg.Name, a.store, api.NewServer(a.node, a.log), a, a.token, a.log)
 	a.registerInternal(a.router)
 	a.registerSnapshots(a.router)
+	a.registerDrain(a.router)
 	roles := []string{sshx.RoleAgent, sshx.RoleController, sshx.RoleViewer}
 	sshAPI := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {

@@ -14,6 +14,10 @@ import (
 // DefaultPort is the agent's SSH port; memberlist gossips on the next port.
 const DefaultPort = 7400
 
+// DefaultShutdownTimeout bounds the evacuation on shutdown (the systemd unit of scripts/provision.sh gives
+// the agent a little more: TimeoutStopSec).
+const DefaultShutdownTimeout = 4 * time.Minute
+
 // Config configures an agent.
 type Config struct {
 	// Node configures the local node (name, data dir, runc, criu); Name and DataDir are set from below.
@@ -43,6 +47,11 @@ type Config struct {
 	// (runtime/debug.SetMemoryLimit), unless GOMEMLIMIT is set. Streams churn through frame buffers and
 	// SSH packets; without a limit the collector lets the heap grow to twice what is live. Zero: none.
 	MemoryLimit int64
+	// EvacuateOnShutdown makes Shutdown drain this node (move its containers to others) before the agent
+	// stops, for at most ShutdownTimeout, EvacuateParallel migrations at a time.
+	EvacuateOnShutdown bool
+	ShutdownTimeout    time.Duration
+	EvacuateParallel   int
 	// Fast shortens raft and gossip timeouts (tests and the local dev cluster on one machine).
 	Fast bool
 	// Logger receives the agent's log; nil means slog.Default().
@@ -60,7 +69,8 @@ const DefaultMemoryLimit = 64 << 20
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Node: node.DefaultConfig(), Bind: net.JoinHostPort("0.0.0.0", strconv.Itoa(DefaultPort)), Logger: slog.Default()}
+	return Config{Node: node.DefaultConfig(), Bind: net.JoinHostPort("0.0.0.0", strconv.Itoa(DefaultPort)), Logger: slog.Default(),
+		ShutdownTimeout: DefaultShutdownTimeout, EvacuateParallel: 2}
 }
 
 // Validate fills defaults and checks the fields against each other.
@@ -97,6 +107,15 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Join) > 0 && c.Token == "" {
 		return fmt.Errorf("%w: --join needs --token (get one with `ferry cluster token` on a member)", node.ErrInvalid)
+	}
+	if c.EvacuateOnShutdown && c.ShutdownTimeout < 10*time.Second {
+		return fmt.Errorf("%w: --shutdown-timeout %s with --evacuate-on-shutdown: give the drain at least 10s (default %s)", node.ErrInvalid, c.ShutdownTimeout, DefaultShutdownTimeout)
+	}
+	if c.EvacuateParallel == 0 {
+		c.EvacuateParallel = 2
+	}
+	if c.EvacuateParallel < 1 || c.EvacuateParallel > maxDrainParallel {
+		return fmt.Errorf("%w: evacuation parallelism %d: use 1 to %d", node.ErrInvalid, c.EvacuateParallel, maxDrainParallel)
 	}
 	if c.BootstrapExpect < 0 || c.BootstrapExpect > 5 {
 		return fmt.Errorf("%w: --bootstrap-expect %d: use 1 to 5 (raft voters)", node.ErrInvalid, c.BootstrapExpect)

@@ -14,11 +14,15 @@
 // only when every file matches the snapshot's manifest. LoadSnapshotOn is the entry point for restoring a
 // container from a snapshot copy on a chosen node (evacuation of a dead node builds on it).
 //
+// The leader drives the long jobs: migrations (migrate_cmd.go) and drains (drain.go): a drain moves every
+// container of a node by live migration, resumes under a new leader, and is what maintenance mode and an
+// agent's evacuation on shutdown (Config.EvacuateOnShutdown, Shutdown) start.
+//
 // Usage:
 //
 //	cfg := agent.DefaultConfig()
 //	cfg.Name, cfg.DataDir, cfg.Bind = "vg-1", "/var/lib/ferry", "10.77.0.11:7400"
 //	a, err := agent.Start(ctx, cfg)
 //	...
-//	<-ctx.Done(); a.Close()
+//	<-ctx.Done(); a.Shutdown() // evacuates first when cfg.EvacuateOnShutdown
 package agent

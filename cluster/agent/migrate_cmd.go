@@ -67,13 +67,10 @@ func (a *Agent) migrateCmd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := context.WithoutCancel(r.Context())
-	cj := cluster.MigrationJob{ID: job.ID, Container: job.Container, Source: job.Source, Target: job.Target, Mode: job.Mode}
-	if _, err := a.store.Apply(ctx, &cluster.CreateMigration{Job: cj}); err != nil {
-		api.WriteError(w, clusterError(err))
+	if err := a.recordMigration(ctx, job); err != nil {
+		api.WriteError(w, err)
 		return
 	}
-	a.migrations.add(job.ID)
-	defer a.migrations.done(job.ID)
 	ew := api.NewEventWriter(w)
 	var mu sync.Mutex
 	progress := func(p migrate.Progress) {
@@ -81,6 +78,27 @@ func (a *Agent) migrateCmd(w http.ResponseWriter, r *http.Request) {
 		defer mu.Unlock()
 		_ = ew.Send(api.EventProgress, node.Progress{Phase: p.Phase, Bytes: p.Bytes, Elapsed: p.Elapsed})
 	}
+	rep, _ := a.runMigration(ctx, job, progress)
+	mu.Lock()
+	defer mu.Unlock()
+	_ = ew.Send(api.EventResult, rep)
+}
+
+// recordMigration writes a planned migration to raft (which refuses a second active one for the container).
+func (a *Agent) recordMigration(ctx context.Context, job migrate.Job) error {
+	cj := cluster.MigrationJob{ID: job.ID, Container: job.Container, Source: job.Source, Target: job.Target, Mode: job.Mode}
+	if _, err := a.store.Apply(ctx, &cluster.CreateMigration{Job: cj}); err != nil {
+		return clusterError(err)
+	}
+	return nil
+}
+
+// runMigration runs a recorded migration as the leader, the same way for `ferry migrate` and a drain: its
+// states go to raft, progress to the caller. The report says how it ended (also when it rolled back, with the
+// error).
+func (a *Agent) runMigration(ctx context.Context, job migrate.Job, progress func(migrate.Progress)) (*migrate.Report, error) {
+	a.migrations.add(job.ID)
+	defer a.migrations.done(job.ID)
 	a.log.Info("migration starts", "job", job.ID, "container", job.Container, "from", job.Source, "to", job.Target, "mode", job.Mode)
 	rep, err := migrate.Run(ctx, job, migrationNodes{a}, raftRecorder{a.store}, migrate.Options{Progress: progress, Logger: a.log})
 	if err != nil {
@@ -88,9 +106,7 @@ func (a *Agent) migrateCmd(w http.ResponseWriter, r *http.Request) {
 	} else {
 		a.log.Info("migration committed", "job", job.ID, "downtime", rep.Downtime.Round(time.Millisecond), "total", rep.Total.Round(time.Millisecond))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	_ = ew.Send(api.EventResult, rep)
+	return rep, err
 }
 
 // planMigration checks the request against the cluster's state and picks the mode.
@@ -99,6 +115,9 @@ func (a *Agent) planMigration(req api.MigrateRequest) (migrate.Job, error) {
 	c, ok := st.Containers[req.Container]
 	if !ok {
 		return migrate.Job{}, fmt.Errorf("%w: no container named %q in the cluster (ferry ps lists them)", node.ErrNotFound, req.Container)
+	}
+	if c.Config.NoMigrate {
+		return migrate.Job{}, fmt.Errorf("%w: container %s was started with --no-migrate and stays on %s; stop it and run it elsewhere instead", node.ErrState, c.Name, c.Node)
 	}
 	if req.Source != "" && req.Source != c.Node {
 		return migrate.Job{}, fmt.Errorf("%w: container %s runs on %s, not %s", node.ErrInvalid, c.Name, c.Node, req.Source)

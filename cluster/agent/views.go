@@ -171,7 +171,7 @@ func (rt *Router) run(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c := cluster.Container{Name: req.Name, Node: target, Image: req.Image, Desired: cluster.DesiredRunning,
 		Config: cluster.ContainerConfig{Args: req.Args, Env: req.Env, MemoryBytes: req.MemoryBytes, Net: req.Net,
-			SnapshotEvery: req.SnapshotEvery, Keep: req.Keep}}
+			SnapshotEvery: req.SnapshotEvery, Keep: req.Keep, NoMigrate: req.NoMigrate}}
 	if _, err := rt.store.Apply(ctx, &cluster.PlaceContainer{Container: c}); err != nil {
 		api.WriteError(w, clusterError(err))
 		return
@@ -226,7 +226,7 @@ func clusterError(err error) error {
 	case errors.Is(err, cluster.ErrInvalid):
 		return fmt.Errorf("%w: %v", node.ErrInvalid, err)
 	case errors.Is(err, cluster.ErrNoCapacity), errors.Is(err, cluster.ErrNodeDraining), errors.Is(err, cluster.ErrNodeMaintenance),
-		errors.Is(err, cluster.ErrNodeUnavailable), errors.Is(err, cluster.ErrConflict):
+		errors.Is(err, cluster.ErrNodeUnavailable), errors.Is(err, cluster.ErrConflict), errors.Is(err, cluster.ErrBusy):
 		return fmt.Errorf("%w: %v", node.ErrState, err)
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrShutdown):
 		return fmt.Errorf("%w: %v", node.ErrUnavailable, err)

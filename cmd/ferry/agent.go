@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ferryhq/ferry/cluster/agent"
 	"github.com/ferryhq/ferry/node"
@@ -27,12 +28,14 @@ type agentFlags struct {
 	debug           bool
 	faults          []string
 	lanes           int
+	evacuate        bool
+	shutdownTimeout time.Duration
 }
 
 func newAgentCmd() *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
-		Use:   "agent [--dev] [--name NAME] [--data-dir DIR] [--bind ADDR] [--join ADDR,... --token TOKEN] [--bootstrap-expect N]",
+		Use:   "agent [--dev] [--name NAME] [--data-dir DIR] [--bind ADDR] [--join ADDR,... --token TOKEN] [--bootstrap-expect N] [--evacuate-on-shutdown]",
 		Short: "Run the node agent (as root)",
 		Long: `Run the node agent: it runs containers with runc, checkpoints and restores them with CRIU, takes part in
 the cluster (raft and gossip), and serves the API on its SSH port (--bind) and on a root-only unix socket in
@@ -57,6 +60,8 @@ With --dev the agent is a one-node cluster on 127.0.0.1 with its data in a new t
 	fl.StringVar(&f.token, "token", os.Getenv("FERRY_JOIN_TOKEN"), "join token from `ferry cluster token` (env FERRY_JOIN_TOKEN)")
 	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "first agent: wait for this many agents before making the raft cluster")
 	fl.StringVar(&f.controllerKey, "controller-key", "", "SSH public key file of the first controller (when the cluster is made)")
+	fl.BoolVar(&f.evacuate, "evacuate-on-shutdown", false, "on SIGTERM, drain this node (its containers move live to others) before exiting")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", agent.DefaultShutdownTimeout, "with --evacuate-on-shutdown: the longest the evacuation may take")
 	fl.BoolVar(&f.fast, "fast-failover", false, "shorter raft and gossip timeouts, for hosts sharing one machine")
 	fl.BoolVar(&f.debug, "debug", false, "log at debug level")
 	fl.StringArrayVar(&f.faults, "fault", nil, "inject a failure (tests only): corrupt-pages, break-restore")
@@ -82,6 +87,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.Node.Faults = f.faults
 	cfg.Lanes = f.lanes
 	cfg.MemoryLimit = agent.DefaultMemoryLimit
+	cfg.EvacuateOnShutdown, cfg.ShutdownTimeout = f.evacuate, f.shutdownTimeout
 	if f.dev {
 		cfg.Bind, cfg.Fast = "127.0.0.1:0", true
 	}
@@ -114,7 +120,11 @@ func runAgent(ctx context.Context, f agentFlags) error {
 			a.Name(), node.SocketPath(cfg.DataDir))
 	}
 	<-ctx.Done()
-	log.Info("agent stopping; containers keep running and a restarted agent re-attaches to them")
-	a.Close()
+	if f.evacuate {
+		log.Info("agent stopping: evacuating this node first", "bound", f.shutdownTimeout)
+	} else {
+		log.Info("agent stopping; containers keep running and a restarted agent re-attaches to them")
+	}
+	a.Shutdown()
 	return nil
 }

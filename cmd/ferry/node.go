@@ -10,7 +10,9 @@ import (
 )
 
 func newNodeCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "Inspect the cluster's nodes (ls, info)", Args: needArgs(0, 0, "ferry node ls|info")}
+	cmd := &cobra.Command{Use: "node", Short: "Inspect and drain the cluster's nodes (ls, info, drain, undrain, maintenance)",
+		Args: needArgs(0, 0, "ferry node ls|info|drain|undrain|maintenance")}
+	cmd.AddCommand(newNodeDrainCmd(), newNodeUndrainCmd(), newNodeMaintenanceCmd())
 	cmd.AddCommand(&cobra.Command{
 		Use:   "ls",
 		Short: "List the nodes: address, status, raft role, eligibility, containers, free memory",

@@ -63,5 +63,6 @@ the --keep newest of those snapshots (ferry snapshot ls NAME).`,
 	fl.StringVar(&req.Node, "node", "", "run on this node instead of where the scheduler places it")
 	fl.DurationVar(&req.SnapshotEvery, "snapshot-every", 0, "snapshot the container this often while it runs (e.g. 10m)")
 	fl.IntVar(&req.Keep, "keep", 0, "with --snapshot-every: how many of those snapshots to keep (default 3)")
+	fl.BoolVar(&req.NoMigrate, "no-migrate", false, "keep it on its node: migrations refuse it, a drain leaves it there and says so")
 	return cmd
 }

@@ -53,6 +53,8 @@ type RunRequest struct {
 	// Keep newest of those snapshots.
 	SnapshotEvery time.Duration `json:"snapshot_every,omitempty"`
 	Keep          int           `json:"keep,omitempty"`
+	// NoMigrate keeps the container on its node: migrations refuse it and a drain leaves it (and says so).
+	NoMigrate bool `json:"no_migrate,omitempty"`
 }
 
 // TokenResponse carries a join token.
