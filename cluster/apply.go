@@ -69,8 +69,12 @@ func (op *RegisterNode) apply(s *State, at time.Time) (Result, error) {
 	n.UpdatedAt = at
 	if old, ok := s.Nodes[in.Name]; ok {
 		n.JoinedAt, n.Eligible, n.Maintenance = old.JoinedAt, old.Eligible, old.Maintenance
+		n.DownSince = downSince(old, n.Status, at)
 	} else {
 		n.Eligible = true
+		if n.Status != StatusAlive {
+			n.DownSince = at
+		}
 		if n.JoinedAt.IsZero() {
 			n.JoinedAt = at
 		}
@@ -89,6 +93,7 @@ func (op *UpdateNode) apply(s *State, at time.Time) (Result, error) {
 	}
 	n = n.Clone()
 	if op.Status != nil {
+		n.DownSince = downSince(n, *op.Status, at)
 		n.Status = *op.Status
 	}
 	if op.Eligible != nil {
@@ -109,6 +114,18 @@ func (op *UpdateNode) apply(s *State, at time.Time) (Result, error) {
 	n.UpdatedAt = at
 	s.Nodes[n.Name] = n
 	return Result{}, nil
+}
+
+// downSince is a node's DownSince once its status becomes to: kept while it
+// stays down, at when it goes down, zero when it is alive.
+func downSince(n *Node, to NodeStatus, at time.Time) time.Time {
+	switch {
+	case to == StatusAlive:
+		return time.Time{}
+	case n.Status == StatusAlive || n.DownSince.IsZero():
+		return at
+	}
+	return n.DownSince
 }
 
 func (op *RemoveNode) apply(s *State, _ time.Time) (Result, error) {

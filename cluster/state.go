@@ -58,16 +58,28 @@ const (
 	// JobSkipped is a drain item that was not to be moved (a container started
 	// with --no-migrate, or one that is not running); it stays and says why.
 	JobSkipped JobState = "skipped"
+	// JobSnapshotted is a drain item that could not move by the deadline of a
+	// drain with --force: it was snapshotted (DrainItem.Snapshot) and stopped.
+	JobSnapshotted JobState = "snapshotted"
+	// JobRestored is an item of a failover (a drain of a dead node): the
+	// container was restored on Target from DrainItem.Snapshot, losing what it
+	// did after that snapshot (DrainItem.Lost).
+	JobRestored JobState = "restored"
 )
 
 // Final reports whether no further transition is allowed from s.
 func (s JobState) Final() bool {
-	return s == JobCommitted || s == JobRolledBack || s == JobFailed || s == JobSkipped
+	switch s {
+	case JobCommitted, JobRolledBack, JobFailed, JobSkipped, JobSnapshotted, JobRestored:
+		return true
+	}
+	return false
 }
 
 func (s JobState) valid() bool {
 	switch s {
-	case JobPlanned, JobDumping, JobStreaming, JobRestoring, JobRunning, JobCommitted, JobRolledBack, JobFailed, JobSkipped:
+	case JobPlanned, JobDumping, JobStreaming, JobRestoring, JobRunning, JobCommitted, JobRolledBack, JobFailed, JobSkipped,
+		JobSnapshotted, JobRestored:
 		return true
 	}
 	return false
@@ -98,6 +110,9 @@ type Node struct {
 	Features       map[string]bool `json:"features,omitempty"`
 	JoinedAt       time.Time       `json:"joined_at"`
 	UpdatedAt      time.Time       `json:"updated_at"`
+	// DownSince is when the node stopped being alive (suspect, dead or left),
+	// as the leader recorded it; zero while it is alive.
+	DownSince time.Time `json:"down_since,omitzero"`
 }
 
 // Clone returns a deep copy of n.
@@ -242,12 +257,21 @@ type DrainItem struct {
 	Attempts int      `json:"attempts,omitempty"`
 	Tried    []string `json:"tried,omitempty"`
 	// Downtime is the committed migration's downtime (0 when unknown, e.g.
-	// finished by another leader).
+	// finished by another leader); for a restored item, the time from the
+	// node going down to the container running again.
 	Downtime time.Duration `json:"downtime,omitempty"`
+	// Snapshot is the snapshot a forced item was stopped into, or the one a
+	// restored item came back from.
+	Snapshot string `json:"snapshot,omitempty"`
+	// Lost is what a restored item lost: the time from its snapshot to its
+	// node going down.
+	Lost time.Duration `json:"lost,omitempty"`
 }
 
 // DrainJob evacuates a node. Deadline, when not zero, is when the drainer
-// stops starting migrations.
+// stops starting migrations; with Force, what has not moved by then is
+// snapshotted and stopped. A job with Reason ReasonFailover evacuates a dead
+// node by restoring its containers elsewhere from their latest snapshots.
 type DrainJob struct {
 	ID          string      `json:"id"`
 	Node        string      `json:"node"`
@@ -430,6 +454,21 @@ func (s *State) LatestDrain(node string) *DrainJob {
 	var out *DrainJob
 	for _, d := range s.Drains {
 		if d.Node == node && (out == nil || d.StartedAt.After(out.StartedAt) || (d.StartedAt.Equal(out.StartedAt) && d.ID > out.ID)) {
+			out = d
+		}
+	}
+	return out
+}
+
+// ReasonFailover is the Reason of a drain job that restores a dead node's
+// containers from their snapshots.
+const ReasonFailover = "failover"
+
+// LatestFailover returns the node's most recent failover job, or nil.
+func (s *State) LatestFailover(node string) *DrainJob {
+	var out *DrainJob
+	for _, d := range s.Drains {
+		if d.Node == node && d.Reason == ReasonFailover && (out == nil || d.StartedAt.After(out.StartedAt)) {
 			out = d
 		}
 	}

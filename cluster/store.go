@@ -29,6 +29,7 @@ type Store struct {
 	closers  []io.Closer // things Open created, closed after raft in Shutdown
 	notifyCh chan bool
 	lead     leadership
+	silent   silence
 
 	shutdownCh   chan struct{}
 	shutdownOnce sync.Once
@@ -78,6 +79,7 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		}
 	}
 	s.lead.init(s)
+	s.watchSilence()
 	go s.watchLeadership()
 	s.log.Info("cluster store open", "raft_addr", s.trans.LocalAddr(), "bootstrap", cfg.Bootstrap)
 	return s, nil

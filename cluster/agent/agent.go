@@ -92,6 +92,9 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if start != startJoined {
 		a.waitLeader(ctx)
 	}
+	if start == startRestarted {
+		a.fenceAtStart(ctx)
+	}
 	if err := a.startAPI(); err != nil {
 		return nil, err
 	}
@@ -243,6 +246,7 @@ func (a *Agent) startGossip(first bool) error {
 		}
 	})
 	a.store.OnLeadership(a.runPeriodicSnapshots)
+	a.store.OnLeadership(a.runFailover)
 	a.store.OnLeadership(func(ctx context.Context) {
 		for {
 			a.resumeDrains(ctx)

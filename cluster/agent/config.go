@@ -52,11 +52,23 @@ type Config struct {
 	EvacuateOnShutdown bool
 	ShutdownTimeout    time.Duration
 	EvacuateParallel   int
+	// FailoverDelay is the fencing delay of a failover: how long a node must have been down (memberlist)
+	// and silent to raft before the leader restores its containers with periodic snapshots on other nodes
+	// from their latest snapshots. Zero: DefaultFailoverDelay, or FastFailoverDelay with Fast. Negative: no
+	// failover (a dead node's containers stay placed on it until it returns or an operator loads them).
+	FailoverDelay time.Duration
 	// Fast shortens raft and gossip timeouts (tests and the local dev cluster on one machine).
 	Fast bool
 	// Logger receives the agent's log; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultFailoverDelay is the default Config.FailoverDelay: long enough that a host that is only rebooting
+// its agent, or a link that flaps, does not cost its containers the work since their last snapshots.
+const DefaultFailoverDelay = time.Minute
+
+// FastFailoverDelay is Config.FailoverDelay with Fast (hosts sharing one machine, tests).
+const FastFailoverDelay = 5 * time.Second
 
 // DefaultLanes is the default Config.Lanes. Four connections carried 2x what one did between two agents on
 // 2 cores (transfer/sshx BenchmarkSeparateConnections), and more only add memory.
@@ -110,6 +122,12 @@ func (c *Config) Validate() error {
 	}
 	if c.EvacuateOnShutdown && c.ShutdownTimeout < 10*time.Second {
 		return fmt.Errorf("%w: --shutdown-timeout %s with --evacuate-on-shutdown: give the drain at least 10s (default %s)", node.ErrInvalid, c.ShutdownTimeout, DefaultShutdownTimeout)
+	}
+	if c.FailoverDelay == 0 {
+		c.FailoverDelay = DefaultFailoverDelay
+		if c.Fast {
+			c.FailoverDelay = FastFailoverDelay
+		}
 	}
 	if c.EvacuateParallel == 0 {
 		c.EvacuateParallel = 2

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -210,9 +209,12 @@ func (d *drainRun) end(ctx context.Context, log *slog.Logger) {
 	var stay []string
 	moved := 0
 	for _, it := range d.items {
-		if it.State == cluster.JobCommitted {
+		switch it.State {
+		case cluster.JobCommitted, cluster.JobRestored:
 			moved++
 			continue
+		case cluster.JobSnapshotted:
+			continue // stopped into a snapshot, as --force asked
 		}
 		stay = append(stay, fmt.Sprintf("%s (%s)", it.Container, it.Error))
 	}
@@ -252,6 +254,9 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 		}
 		return false
 	}
+	if j.Reason == cluster.ReasonFailover {
+		return d.restore(ctx, i, it)
+	}
 	st := d.a.store.State()
 	c, ok := st.Containers[it.Container]
 	switch {
@@ -288,10 +293,10 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 		return false
 	}
 	if it.Attempts >= drainAttempts {
-		return d.stays(ctx, i, it, fmt.Sprintf("it failed %d migrations (%s)", it.Attempts, it.Error))
+		return d.cannotMove(ctx, i, it, j, fmt.Sprintf("it failed %d migrations (%s)", it.Attempts, it.Error))
 	}
 	if !j.Deadline.IsZero() && time.Now().After(j.Deadline) {
-		return d.stays(ctx, i, it, "the deadline passed before it could move")
+		return d.cannotMove(ctx, i, it, j, "the deadline passed before it could move")
 	}
 	job, err := d.plan(ctx, c, it)
 	if err != nil {
@@ -299,7 +304,7 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 		if it.Error != "" {
 			why = it.Error + "; no other target to retry on: " + why
 		}
-		return d.stays(ctx, i, it, why)
+		return d.cannotMove(ctx, i, it, j, why)
 	}
 	defer d.a.migrations.done(job.ID)
 	it.State, it.Target, it.Migration, it.Error = cluster.JobRunning, job.Target, job.ID, ""
@@ -332,7 +337,60 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 		d.emit(api.DrainEvent{Container: it.Container, Phase: "retry", Message: "trying another target"})
 		return true
 	}
-	return d.stays(ctx, i, it, fmt.Sprintf("it failed %d migrations (%s)", it.Attempts, it.Error))
+	return d.cannotMove(ctx, i, it, j, fmt.Sprintf("it failed %d migrations (%s)", it.Attempts, it.Error))
+}
+
+// cannotMove handles item i that cannot move now, for why. Without --force it stays on the node. With
+// --force, before the deadline it is tried again a moment later (room may appear; a container whose
+// migrations failed twice is not migrated again, it waits); past the deadline it is snapshotted and stopped.
+func (d *drainRun) cannotMove(ctx context.Context, i int, it cluster.DrainItem, j *cluster.DrainJob, why string) bool {
+	if !j.Force {
+		return d.stays(ctx, i, it, why)
+	}
+	if wait := time.Until(j.Deadline); wait > 0 {
+		if it.Error != why {
+			it.Error = why
+			d.save(ctx, i, it)
+			d.emit(api.DrainEvent{Container: it.Container, Phase: "waiting",
+				Message: fmt.Sprintf("%s; --force: snapshotted and stopped at the deadline (in %s) unless it can move by then", why, wait.Round(time.Second))})
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(min(wait, forceRetry)):
+		}
+		return true
+	}
+	return d.force(ctx, i, it, why)
+}
+
+// forceRetry is how often a drain with --force looks again, before its deadline, for a place for a
+// container that cannot move.
+const forceRetry = 2 * time.Second
+
+// force snapshots item i's container and stops it (past the deadline of a drain with --force). If the
+// snapshot fails, the container keeps running on the node and the item says why.
+func (d *drainRun) force(ctx context.Context, i int, it cluster.DrainItem, why string) bool {
+	d.emit(api.DrainEvent{Container: it.Container, Phase: "snapshotting", Message: why + "; --force: snapshot, then stop"})
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	res, err := d.a.CreateSnapshot(sctx, api.SnapshotRequest{Container: it.Container, Stop: true}, false, func(phase, detail string) {
+		d.emit(api.DrainEvent{Container: it.Container, Phase: phase, Message: detail})
+	})
+	if err != nil {
+		return d.stays(ctx, i, it, fmt.Sprintf("%s; --force: the snapshot failed, so it was not stopped (%v)", why, err))
+	}
+	id := res.Snapshot.ID
+	it.State, it.Snapshot = cluster.JobSnapshotted, id
+	it.Error = fmt.Sprintf("%s; --force: snapshotted as %s and stopped; bring it back with ferry snapshot load %s %s", why, id, it.Container, id)
+	if len(res.Warnings) > 0 {
+		it.Error += " (" + strings.Join(res.Warnings, "; ") + ")"
+	}
+	d.save(ctx, i, it)
+	d.emit(api.DrainEvent{Container: it.Container, Phase: "snapshotted", Message: it.Error})
+	d.a.log.Warn("a container that could not move was snapshotted and stopped (drain --force)", "drain", d.id,
+		"container", it.Container, "snapshot", id, "copies", res.Snapshot.Copies, "why", why)
+	return false
 }
 
 // stays records that item i keeps running on the drained node, and why.
@@ -439,22 +497,22 @@ func (a *Agent) resumeDrains(ctx context.Context) {
 // drainReport turns a drain job into its report.
 func drainReport(j *cluster.DrainJob) *api.DrainReport {
 	r := &api.DrainReport{ID: j.ID, Node: j.Node, State: string(j.State), Error: j.Error, Reason: j.Reason,
-		MaxParallel: j.MaxParallel, Deadline: j.Deadline, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Items: []api.DrainItemReport{}}
+		MaxParallel: j.MaxParallel, Force: j.Force, Deadline: j.Deadline, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Items: []api.DrainItemReport{}}
 	if !j.FinishedAt.IsZero() {
 		r.Took = j.FinishedAt.Sub(j.StartedAt)
 	}
 	for _, it := range j.Items {
 		r.Items = append(r.Items, api.DrainItemReport{Container: it.Container, State: string(it.State), Target: it.Target,
-			Downtime: it.Downtime, Attempts: it.Attempts, Tried: it.Tried, Error: it.Error, Migration: it.Migration})
+			Downtime: it.Downtime, Attempts: it.Attempts, Tried: it.Tried, Error: it.Error, Migration: it.Migration,
+			Snapshot: it.Snapshot, Lost: it.Lost})
 		switch it.State {
-		case cluster.JobCommitted:
+		case cluster.JobCommitted, cluster.JobRestored:
 			r.Moved++
 		case cluster.JobFailed, cluster.JobSkipped:
 			r.Stayed++
+		case cluster.JobSnapshotted:
+			r.Stopped++
 		}
 	}
 	return r
 }
-
-// errDrainForce is the answer to --force until snapshots exist.
-var errDrainForce = errors.New("--force (snapshot, then stop what cannot move by the deadline) is not available in this version; drain without it: what cannot move keeps running on the node and the report says why")

@@ -43,8 +43,8 @@ func (r *drainRequest) check() error {
 	switch {
 	case r.Node == "":
 		return fmt.Errorf("%w: name the node to drain: ferry node drain NODE", node.ErrInvalid)
-	case r.Force:
-		return fmt.Errorf("%w: %v", node.ErrInvalid, errDrainForce)
+	case r.Force && r.Deadline <= 0:
+		return fmt.Errorf("%w: --force needs --deadline: it snapshots and stops what has not moved by then", node.ErrInvalid)
 	case r.MaxParallel < 0 || r.MaxParallel > maxDrainParallel:
 		return fmt.Errorf("%w: --max-parallel %d: use 1 to %d", node.ErrInvalid, r.MaxParallel, maxDrainParallel)
 	case r.Deadline < 0:
@@ -106,7 +106,7 @@ func (a *Agent) startDrain(ctx context.Context, req drainRequest) (*drainRun, *c
 			node.ErrState, req.Node, d.ID, d.Reason, req.Node)
 	}
 	now := time.Now()
-	j := cluster.DrainJob{ID: checkpoint.NewID(now), Node: req.Node, State: cluster.JobPlanned, Reason: req.Reason, MaxParallel: req.MaxParallel}
+	j := cluster.DrainJob{ID: checkpoint.NewID(now), Node: req.Node, State: cluster.JobPlanned, Reason: req.Reason, MaxParallel: req.MaxParallel, Force: req.Force}
 	if req.Deadline > 0 {
 		j.Deadline = now.Add(req.Deadline)
 	}

@@ -21,7 +21,8 @@ func TestDrainRequestCheck(t *testing.T) {
 		{name: "defaults", req: drainRequest{DrainRequest: api.DrainRequest{Node: "vg-1"}}, wantMP: 1},
 		{name: "parallel kept", req: drainRequest{DrainRequest: api.DrainRequest{Node: "vg-1", MaxParallel: 3}}, wantMP: 3},
 		{name: "no node", req: drainRequest{}, msg: "name the node to drain"},
-		{name: "force refused", req: drainRequest{DrainRequest: api.DrainRequest{Node: "vg-1", Force: true}}, msg: "not available in this version"},
+		{name: "force with a deadline", req: drainRequest{DrainRequest: api.DrainRequest{Node: "vg-1", Force: true, Deadline: time.Minute}}, wantMP: 1},
+		{name: "force without a deadline", req: drainRequest{DrainRequest: api.DrainRequest{Node: "vg-1", Force: true}}, msg: "--force needs --deadline"},
 		{name: "too parallel", req: drainRequest{DrainRequest: api.DrainRequest{Node: "vg-1", MaxParallel: 17}}, msg: "use 1 to 16"},
 		{name: "negative deadline", req: drainRequest{DrainRequest: api.DrainRequest{Node: "vg-1", Deadline: -time.Second}}, msg: "positive duration"},
 		{name: "unknown reason", req: drainRequest{DrainRequest: api.DrainRequest{Node: "vg-1"}, Reason: "whim"}, msg: "not drain, maintenance or shutdown"},
@@ -76,9 +77,17 @@ func TestDrainReport(t *testing.T) {
 			{Container: "a", State: cluster.JobCommitted, Target: "vg-2", Downtime: time.Second},
 			{Container: "b", State: cluster.JobFailed, Error: "no room"},
 			{Container: "c", State: cluster.JobSkipped, Error: "--no-migrate"},
+			{Container: "d", State: cluster.JobSnapshotted, Snapshot: "s1", Error: "no room; snapshotted"},
+			{Container: "e", State: cluster.JobRestored, Target: "vg-3", Snapshot: "s2", Lost: 2 * time.Second},
 		}}
 	r := drainReport(j)
-	if r.Moved != 1 || r.Stayed != 2 || r.Took != 3*time.Second || len(r.Items) != 3 || r.Items[0].Downtime != time.Second {
+	if r.Moved != 2 || r.Stayed != 2 || r.Stopped != 1 || r.Took != 3*time.Second || len(r.Items) != 5 || r.Items[0].Downtime != time.Second {
 		t.Fatalf("report: %+v", r)
+	}
+	if it := r.Items[3]; it.State != "snapshotted" || it.Snapshot != "s1" {
+		t.Fatalf("snapshotted item: %+v", it)
+	}
+	if it := r.Items[4]; it.State != "restored" || it.Snapshot != "s2" || it.Lost != 2*time.Second {
+		t.Fatalf("restored item: %+v", it)
 	}
 }

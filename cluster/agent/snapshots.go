@@ -116,9 +116,14 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 	}
 	sn := cluster.Snapshot{ID: id, Container: c.Name, Node: c.Node, Size: rep.Size, Created: rep.Created, Template: req.Template,
 		Auto: auto, Image: c.Image, Config: c.Config.Clone()}
-	if _, err := a.store.Apply(ctx, &cluster.PutSnapshot{Snapshot: sn}); err != nil {
+	if err := a.recordSnapshot(ctx, sn, req.Stop); err != nil {
+		if req.Stop {
+			// The dump stopped the container: its data is all that is left of it, so it stays on the node.
+			return nil, fmt.Errorf("snapshot %s of %s was taken and the container stopped, but recording it failed: %w; its data stays on %s (snapshots/%s in its data directory)",
+				id, c.Name, err, c.Node, id)
+		}
 		_ = a.callAgent(ctx, c.Node, "DELETE", "/v1/internal/snapshots/"+id, nil, nil)
-		return nil, fmt.Errorf("recording snapshot %s: %w", id, clusterError(err))
+		return nil, fmt.Errorf("recording snapshot %s: %w", id, err)
 	}
 	if req.Stop {
 		d := cluster.DesiredStopped
@@ -142,6 +147,29 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 	res.Snapshot = a.snapshotView(id)
 	a.log.Info("snapshot recorded", "id", id, "container", c.Name, "node", c.Node, "copies", res.Snapshot.Copies, "auto", auto)
 	return res, nil
+}
+
+// recordSnapshot records sn in raft; when the dump stopped the container (stopped), it tries a few times,
+// since the snapshot is then the container's only state.
+func (a *Agent) recordSnapshot(ctx context.Context, sn cluster.Snapshot, stopped bool) error {
+	tries := 1
+	if stopped {
+		tries = 5
+	}
+	var err error
+	for i := range tries {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+		if _, err = a.store.Apply(ctx, &cluster.PutSnapshot{Snapshot: sn}); err == nil {
+			return nil
+		}
+	}
+	return clusterError(err)
 }
 
 // copyTargets picks up to n alive nodes other than from for copies, those holding the image first.

@@ -30,6 +30,7 @@ type agentFlags struct {
 	lanes           int
 	evacuate        bool
 	shutdownTimeout time.Duration
+	failoverDelay   time.Duration
 }
 
 func newAgentCmd() *cobra.Command {
@@ -62,6 +63,7 @@ With --dev the agent is a one-node cluster on 127.0.0.1 with its data in a new t
 	fl.StringVar(&f.controllerKey, "controller-key", "", "SSH public key file of the first controller (when the cluster is made)")
 	fl.BoolVar(&f.evacuate, "evacuate-on-shutdown", false, "on SIGTERM, drain this node (its containers move live to others) before exiting")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", agent.DefaultShutdownTimeout, "with --evacuate-on-shutdown: the longest the evacuation may take")
+	fl.DurationVar(&f.failoverDelay, "failover-delay", 0, fmt.Sprintf("how long a node must be dead before its containers with periodic snapshots are restored elsewhere (default %s, %s with --fast-failover); negative: never", agent.DefaultFailoverDelay, agent.FastFailoverDelay))
 	fl.BoolVar(&f.fast, "fast-failover", false, "shorter raft and gossip timeouts, for hosts sharing one machine")
 	fl.BoolVar(&f.debug, "debug", false, "log at debug level")
 	fl.StringArrayVar(&f.faults, "fault", nil, "inject a failure (tests only): corrupt-pages, break-restore")
@@ -88,6 +90,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.Lanes = f.lanes
 	cfg.MemoryLimit = agent.DefaultMemoryLimit
 	cfg.EvacuateOnShutdown, cfg.ShutdownTimeout = f.evacuate, f.shutdownTimeout
+	cfg.FailoverDelay = f.failoverDelay
 	if f.dev {
 		cfg.Bind, cfg.Fast = "127.0.0.1:0", true
 	}

@@ -17,22 +17,28 @@ func newNodeDrainCmd() *cobra.Command {
 		status bool
 	)
 	cmd := &cobra.Command{
-		Use:   "drain NODE [--deadline D] [--max-parallel N] [--detach] | drain --status NODE",
+		Use:   "drain NODE [--deadline D [--force]] [--max-parallel N] [--detach] | drain --status NODE",
 		Short: "Move every container off a node, live, and keep new ones away from it",
 		Long: `Drain NODE: it becomes ineligible at once (nothing new is placed on it), then the leader moves each of
 its containers by live migration to another node (alive, eligible, out of maintenance, with room for its memory
 limit, spreading them out), at most --max-parallel at a time. A migration that fails is tried once more on
 another node; a container that cannot move (no room, two failures, --deadline passed) keeps running on NODE,
-and one started with --no-migrate is left there; the report says which and why. The drain is a job in the
-cluster's state: it goes on if the leader changes, and --status shows it. --detach returns once it is
-recorded. ferry node undrain NODE makes the node eligible again.
+and one started with --no-migrate is left there; the report says which and why. With --force (which needs
+--deadline), a container that has not moved when the deadline passes is snapshotted and then stopped; the
+report gives the snapshot's ID, and ferry snapshot load NAME ID brings it back. If that snapshot fails, the
+container keeps running and the report says why.
 
-Exit status 0 when every container moved, 1 when some stay on NODE.`,
-		Args: needArgs(1, 1, "ferry node drain NODE [--deadline D] [--max-parallel N] [--detach]"),
+The drain is a job in the cluster's state: it goes on if the leader changes, and --status shows it. --detach
+returns once it is recorded. ferry node undrain NODE makes the node eligible again. --status also shows the
+failover of a node that died: its containers with periodic snapshots (ferry run --snapshot-every) restored
+on other nodes, and what each lost.
+
+Exit status 0 when no container stays on NODE, 1 when some do.`,
+		Args: needArgs(1, 1, "ferry node drain NODE [--deadline D [--force]] [--max-parallel N] [--detach]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Node = args[0]
-			if req.Force {
-				return usagef("--force is not available in this version (it needs snapshots); drain without it: what cannot move keeps running on %s and the report says why", req.Node)
+			if req.Force && req.Deadline <= 0 {
+				return usagef("--force needs --deadline (e.g. --deadline 10m): it snapshots and stops what has not moved by then")
 			}
 			if req.MaxParallel < 1 {
 				return usagef("--max-parallel %d: use 1 or more", req.MaxParallel)
@@ -63,7 +69,7 @@ Exit status 0 when every container moved, 1 when some stay on NODE.`,
 	fl.IntVar(&req.MaxParallel, "max-parallel", 1, "migrations at a time")
 	fl.BoolVar(&req.Detach, "detach", false, "return once the drain is recorded; follow it with --status")
 	fl.BoolVar(&status, "status", false, "show the node's latest drain from the cluster's state")
-	fl.BoolVar(&req.Force, "force", false, "not available in this version (snapshot, then stop, what cannot move by the deadline)")
+	fl.BoolVar(&req.Force, "force", false, "with --deadline: snapshot, then stop, what has not moved by the deadline")
 	return cmd
 }
 
@@ -118,17 +124,19 @@ func printDrainTable(rep *api.DrainReport, detached bool) {
 		fmt.Printf("drain %s of %s recorded: %d containers; %s is ineligible. Follow it with: ferry node drain --status %s\n",
 			rep.ID, rep.Node, len(rep.Items), rep.Node, rep.Node)
 		return
+	case rep.Reason == "failover" && rep.State != "planned" && rep.State != "running":
+		fmt.Printf("failover of %s (the node died) ended after %s: %d restored from snapshots elsewhere, %d stay on it\n", rep.Node, ms(rep.Took), rep.Moved, rep.Stayed)
 	case rep.State == "committed":
-		fmt.Printf("drained %s in %s: %d containers moved\n", rep.Node, ms(rep.Took), rep.Moved)
+		fmt.Printf("drained %s in %s: %d containers moved, %d snapshotted and stopped\n", rep.Node, ms(rep.Took), rep.Moved, rep.Stopped)
 	case rep.State == "failed":
-		fmt.Printf("drain of %s ended after %s: %d moved, %d stay\n", rep.Node, ms(rep.Took), rep.Moved, rep.Stayed)
+		fmt.Printf("drain of %s ended after %s: %d moved, %d snapshotted and stopped, %d stay\n", rep.Node, ms(rep.Took), rep.Moved, rep.Stopped, rep.Stayed)
 	default:
 		fmt.Printf("drain %s of %s is %s (started %s): %d moved so far\n", rep.ID, rep.Node, rep.State, ago(rep.StartedAt), rep.Moved)
 	}
 	var rows [][]string
 	for _, it := range rep.Items {
 		to, down := it.Target, "-"
-		if it.State != "committed" {
+		if it.State != "committed" && it.State != "restored" {
 			to = "-"
 		}
 		if it.Downtime > 0 {
@@ -137,6 +145,9 @@ func printDrainTable(rep *api.DrainReport, detached bool) {
 		note := it.Error
 		if len(it.Tried) > 0 && it.State == "committed" {
 			note = "after a failed attempt on " + strings.Join(it.Tried, ", ")
+		}
+		if it.State == "restored" {
+			note = fmt.Sprintf("from snapshot %s; lost %s (the time from that snapshot to the node going down)", it.Snapshot, it.Lost.Round(time.Millisecond))
 		}
 		rows = append(rows, []string{it.Container, drainState(it.State), to, down, fmt.Sprint(it.Attempts), note})
 	}
@@ -154,6 +165,8 @@ func drainState(s string) string {
 		return "stays"
 	case "skipped":
 		return "not moved"
+	case "snapshotted":
+		return "snapshotted, stopped"
 	}
 	return s
 }

@@ -15,7 +15,8 @@ type DrainRequest struct {
 	MaxParallel int `json:"max_parallel,omitempty"`
 	// Detach answers with the job as soon as it is recorded, instead of following it to its end.
 	Detach bool `json:"detach,omitempty"`
-	// Force would snapshot and stop what cannot move by the deadline; this version refuses it.
+	// Force snapshots and stops what has not moved by the deadline (it needs Deadline); without it, what
+	// cannot move keeps running on the node.
 	Force bool `json:"force,omitempty"`
 }
 
@@ -24,7 +25,7 @@ type DrainEvent struct {
 	Node      string        `json:"node"`      // the drained node
 	Container string        `json:"container"` // empty for an event about the whole drain
 	Target    string        `json:"target,omitempty"`
-	Phase     string        `json:"phase"` // planned, image, prepare, dumping, restoring, committed, rolled-back, failed, retry, stays, skipped
+	Phase     string        `json:"phase"` // planned, image, prepare, dumping, restoring, committed, rolled-back, failed, retry, stays, skipped, waiting, snapshotting, snapshotted, restored
 	Bytes     int64         `json:"bytes,omitempty"`
 	Downtime  time.Duration `json:"downtime,omitempty"`
 	Message   string        `json:"message,omitempty"`
@@ -33,10 +34,16 @@ type DrainEvent struct {
 
 // DrainItemReport is what became of one container of a drain.
 type DrainItemReport struct {
-	Container string        `json:"container"`
-	State     string        `json:"state"` // committed (moved), failed (stays), skipped (not to be moved), planned or running
-	Target    string        `json:"target,omitempty"`
-	Downtime  time.Duration `json:"downtime,omitempty"`
+	Container string `json:"container"`
+	// State: committed (moved), failed (stays), skipped (not to be moved), snapshotted (stopped into
+	// Snapshot by --force), restored (a failover brought it back on Target from Snapshot), planned or running.
+	State    string        `json:"state"`
+	Target   string        `json:"target,omitempty"`
+	Downtime time.Duration `json:"downtime,omitempty"`
+	// Snapshot is the snapshot a snapshotted item was stopped into, or a restored one came back from.
+	Snapshot string `json:"snapshot,omitempty"`
+	// Lost is what a restored item lost: the time from its snapshot to its node going down.
+	Lost      time.Duration `json:"lost,omitempty"`
 	Attempts  int           `json:"attempts,omitempty"`
 	Tried     []string      `json:"tried,omitempty"` // targets whose migration failed
 	Error     string        `json:"error,omitempty"`
@@ -47,16 +54,18 @@ type DrainItemReport struct {
 type DrainReport struct {
 	ID          string            `json:"id"`
 	Node        string            `json:"node"`
-	State       string            `json:"state"` // planned, running, committed (all moved), failed (some stay)
+	State       string            `json:"state"` // planned, running, committed (none stays), failed (some stay)
 	Error       string            `json:"error,omitempty"`
-	Reason      string            `json:"reason,omitempty"` // drain, maintenance or shutdown
+	Reason      string            `json:"reason,omitempty"` // drain, maintenance, shutdown, or failover (the node died)
+	Force       bool              `json:"force,omitempty"`
 	MaxParallel int               `json:"max_parallel"`
 	Deadline    time.Time         `json:"deadline,omitzero"`
 	StartedAt   time.Time         `json:"started_at"`
 	FinishedAt  time.Time         `json:"finished_at,omitzero"`
 	Took        time.Duration     `json:"took,omitempty"`
-	Moved       int               `json:"moved"`
-	Stayed      int               `json:"stayed"`
+	Moved       int               `json:"moved"`   // moved live, or restored from a snapshot by a failover
+	Stayed      int               `json:"stayed"`  // still on the node
+	Stopped     int               `json:"stopped"` // snapshotted and stopped (--force)
 	Items       []DrainItemReport `json:"items"`
 }
 
