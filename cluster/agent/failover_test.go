@@ -87,7 +87,7 @@ func TestLatestRestorableAndTarget(t *testing.T) {
 	put("s1", 0, []string{"vg-2"}, false)
 	put("s2", 10*time.Second, []string{"vg-3"}, false)
 	put("s3", 20*time.Second, []string{"vg-2"}, true) // failed its checksums
-	put("s4", 25*time.Second, nil, false)              // only on the dead node
+	put("s4", 25*time.Second, nil, false)             // only on the dead node
 	sn := latestRestorable(st, "np", "vg-1")
 	if sn == nil || sn.ID != "s2" {
 		t.Fatalf("latestRestorable = %+v, want s2", sn)
