@@ -296,7 +296,11 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 		return d.cannotMove(ctx, i, it, j, fmt.Sprintf("it failed %d migrations (%s)", it.Attempts, it.Error))
 	}
 	if !j.Deadline.IsZero() && time.Now().After(j.Deadline) {
-		return d.cannotMove(ctx, i, it, j, "the deadline passed before it could move")
+		why := "the deadline passed before it could move"
+		if it.Error != "" {
+			why += " (" + it.Error + ")"
+		}
+		return d.cannotMove(ctx, i, it, j, why)
 	}
 	job, err := d.plan(ctx, c, it)
 	if err != nil {

@@ -144,7 +144,7 @@ func (d *drainRun) restore(ctx context.Context, i int, it cluster.DrainItem) (ag
 		return false
 	case c.Config.SnapshotEvery <= 0:
 		it.State, it.Error = cluster.JobSkipped, "no periodic snapshots (ferry run --snapshot-every), so nothing to restore it from: it stays placed on "+
-			d.node+" and runs again only if that node comes back (or load one of its snapshots by hand: ferry snapshot ls "+c.Name+")"
+			d.node+" until that node comes back (or an operator loads one of its snapshots: ferry snapshot ls "+c.Name+")"
 		d.save(ctx, i, it)
 		d.emit(api.DrainEvent{Container: it.Container, Phase: "skipped", Message: it.Error})
 		d.a.log.Warn("a dead node's container has no periodic snapshots: it stays placed there", "node", d.node, "container", c.Name)

@@ -217,6 +217,13 @@ func statusOf(nodes []api.NodeView, name string) string {
 func (c *devCluster) restartAgent(host string, flags ...string) {
 	c.t.Helper()
 	c.killAgent(host)
+	c.startAgent(host, flags...)
+}
+
+// startAgent starts host's agent (the same way dev-cluster.sh does) with extra flags, and waits until it is
+// alive in the cluster.
+func (c *devCluster) startAgent(host string, flags ...string) {
+	c.t.Helper()
 	i := strings.TrimPrefix(host, c.prefix+"-")
 	addr := fmt.Sprintf("10.79.%d.1%s:7400", c.seq, i)
 	args := []string{filepath.Join(repoRoot(), "scripts", "provision.sh"), "--name", host, "--bind", addr,

@@ -152,7 +152,7 @@ func printDrainTable(rep *api.DrainReport, detached bool) {
 		rows = append(rows, []string{it.Container, drainState(it.State), to, down, fmt.Sprint(it.Attempts), note})
 	}
 	_ = table(os.Stdout, []string{"CONTAINER", "OUTCOME", "MOVED TO", "DOWNTIME", "ATTEMPTS", "NOTE"}, rows)
-	if rep.Reason != "" && rep.Reason != "drain" {
+	if rep.Reason != "" && rep.Reason != "drain" && rep.Reason != "failover" {
 		fmt.Printf("(drain started by %s)\n", rep.Reason)
 	}
 }
