@@ -12,11 +12,14 @@
 // Snapshots (snapshots.go, clone.go, snapshot_periodic.go) are taken on the container's node, catalogued in
 // raft and copied to other nodes as "snapshot" streams on the agents' SSH channels; a receiver keeps a copy
 // only when every file matches the snapshot's manifest. LoadSnapshotOn is the entry point for restoring a
-// container from a snapshot copy on a chosen node (evacuation of a dead node builds on it).
+// container from a snapshot copy on a chosen node; the failover of a dead node (failover.go) builds on it.
 //
 // The leader drives the long jobs: migrations (migrate_cmd.go) and drains (drain.go): a drain moves every
 // container of a node by live migration, resumes under a new leader, and is what maintenance mode and an
-// agent's evacuation on shutdown (Config.EvacuateOnShutdown, Shutdown) start.
+// agent's evacuation on shutdown (Config.EvacuateOnShutdown, Shutdown) start. With --force, what has not moved
+// by the deadline is snapshotted and stopped. A failover (failover.go) is a drain job of a dead node: after
+// Config.FailoverDelay, its containers with periodic snapshots are restored elsewhere from their latest
+// snapshots; fence.go keeps the node, when it returns, from running its stale copies.
 //
 // Usage:
 //

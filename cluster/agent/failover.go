@@ -23,7 +23,12 @@ import (
 //
 // The node, when it comes back, must not run the restored containers again: its agent removes the local
 // containers that the cluster places on another node (fence.go), once right after raft has caught up and
-// before its API serves anything, then every few seconds.
+// before its API serves anything, then every few seconds. A node that was dead ran nothing meanwhile; a
+// node that was only cut off (its agent and containers running, its link down) looks the same from the
+// rest of the cluster, and keeps running its copies until its link is back and its agent removes them: the
+// fencing delay is what such a node gets before a container runs in two places. (Freezing its containers
+// on the cut-off side once it has heard from no leader for part of the delay would close that window; it is
+// not built.)
 
 // failoverParallel is how many restores a failover runs at a time.
 const failoverParallel = 2
