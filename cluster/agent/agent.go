@@ -89,10 +89,7 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if err := a.startGossip(first); err != nil {
 		return nil, err
 	}
-	if start != startJoined {
-		a.waitLeader(ctx)
-	}
-	if start == startRestarted {
+	if start != startJoined && a.waitLeader(ctx) && start == startRestarted {
 		a.fenceAtStart(ctx)
 	}
 	if err := a.startAPI(); err != nil {
@@ -109,9 +106,10 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 }
 
 // waitLeader gives raft a moment to elect a leader (it takes about an election timeout) and replay its log,
-// so that the agent is ready for writes and answers from a current state when it says it is ready. (A
+// so that the agent is ready for writes and answers from a current state when it says it is ready. It
+// reports whether that happened. (A
 // joining agent does not wait: the leader adds it once its gossip arrives.)
-func (a *Agent) waitLeader(ctx context.Context) {
+func (a *Agent) waitLeader(ctx context.Context) bool {
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	last, _ := strconv.ParseUint(a.store.Stats()["last_log_index"], 10, 64)
@@ -121,9 +119,10 @@ func (a *Agent) waitLeader(ctx context.Context) {
 	}
 	if err != nil {
 		a.log.Warn("no raft leader yet, or the state is behind; writes wait for a leader (a majority of the voters must be up)", "err", err)
-		return
+		return false
 	}
 	a.log.Info("raft leader", "leader", leader, "applied_index", a.store.AppliedIndex())
+	return true
 }
 
 // advertised returns the address other agents dial: the configured one, or the bound one (which must then

@@ -106,7 +106,7 @@ func (a *Agent) dropForgottenSnapshots() {
 // fenceAtStart runs the fence once when a restarted agent has caught up with raft, before its API serves
 // anything: a node that was down while the cluster restored its containers elsewhere (a failover) learns
 // that from raft and removes its stale copies before it could run or report them. If raft does not catch
-// up in time (no leader), the periodic fence does it later.
+// up in time, the periodic fence does it later.
 func (a *Agent) fenceAtStart(ctx context.Context) {
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
