@@ -106,9 +106,8 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 }
 
 // waitLeader gives raft a moment to elect a leader (it takes about an election timeout) and replay its log,
-// so that the agent is ready for writes and answers from a current state when it says it is ready. It
-// reports whether that happened. (A
-// joining agent does not wait: the leader adds it once its gossip arrives.)
+// so that the agent is ready for writes and answers from a current state when it says it is ready, and
+// reports whether that happened. (A joining agent does not wait: the leader adds it once its gossip arrives.)
 func (a *Agent) waitLeader(ctx context.Context) bool {
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
