@@ -371,7 +371,7 @@ func TestDrain(t *testing.T) {
 		if r := c.on(node, "migrate", "pinned", h2); r.code == 0 || !strings.Contains(r.stderr, "--no-migrate") {
 			t.Fatalf("migrate of a --no-migrate container: exit %d %s", r.code, r.stderr)
 		}
-		if r := c.on(node, "node", "drain", node, "--force"); r.code != 2 || !strings.Contains(r.stderr, "not available in this version") {
+		if r := c.on(node, "node", "drain", node, "--force"); r.code != 2 || !strings.Contains(r.stderr, "--force needs --deadline") {
 			t.Fatalf("drain --force: exit %d %s", r.code, r.stderr)
 		}
 		out := c.must(node, "node", "maintenance", "on") // the node of the agent asked
