@@ -447,9 +447,11 @@ func (op *CreateDrain) apply(s *State, at time.Time) (Result, error) {
 	j.UpdatedAt = at
 	d := j.Clone()
 	s.Drains[d.ID] = d
-	n = n.Clone()
-	n.Eligible, n.UpdatedAt = false, at
-	s.Nodes[n.Name] = n
+	if j.Reason != ReasonFailover {
+		n = n.Clone()
+		n.Eligible, n.UpdatedAt = false, at
+		s.Nodes[n.Name] = n
+	}
 	return Result{}, nil
 }
 

@@ -204,7 +204,9 @@ type UpdateMigration struct {
 }
 
 // CreateDrain records a drain job and marks the node ineligible in the same
-// entry. A node has at most one active drain (else ErrBusy).
+// entry (not for a failover, which restores a dead node's containers
+// elsewhere: that node takes work again when it comes back). A node has at
+// most one active drain (else ErrBusy).
 type CreateDrain struct {
 	Job DrainJob `json:"job"`
 }

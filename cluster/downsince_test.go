@@ -70,3 +70,26 @@ func TestSilence(t *testing.T) {
 		t.Fatal("a new term kept the last term's silence")
 	}
 }
+
+func TestFailoverKeepsEligibility(t *testing.T) {
+	s := NewState()
+	at := time.Unix(1700000000, 0)
+	if _, err := (&RegisterNode{Node: Node{Name: "vg-1"}}).apply(s, at); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&CreateDrain{Job: DrainJob{ID: "f1", Node: "vg-1", Reason: ReasonFailover}}).apply(s, at); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Nodes["vg-1"].Eligible {
+		t.Fatal("a failover made the node ineligible")
+	}
+	if f := s.LatestFailover("vg-1"); f == nil || f.ID != "f1" {
+		t.Fatalf("LatestFailover = %+v", f)
+	}
+	if _, err := (&UpdateDrain{ID: "f1", State: JobCommitted}).apply(s, at); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&CreateDrain{Job: DrainJob{ID: "d1", Node: "vg-1", Reason: "drain"}}).apply(s, at); err != nil || s.Nodes["vg-1"].Eligible {
+		t.Fatalf("a drain after it: %v, eligible %v", err, s.Nodes["vg-1"].Eligible)
+	}
+}

@@ -19,7 +19,8 @@
 // agent's evacuation on shutdown (Config.EvacuateOnShutdown, Shutdown) start. With --force, what has not moved
 // by the deadline is snapshotted and stopped. A failover (failover.go) is a drain job of a dead node: after
 // Config.FailoverDelay, its containers with periodic snapshots are restored elsewhere from their latest
-// snapshots; fence.go keeps the node, when it returns, from running its stale copies.
+// snapshots (the node's eligibility is left alone); fence.go keeps the node, when it returns, from running
+// its stale copies.
 //
 // Usage:
 //

@@ -18,8 +18,9 @@ import (
 // that runs with periodic snapshots (ferry run --snapshot-every) is restored on another node from the
 // newest good snapshot that has a copy on an alive node (LoadSnapshotOn); its item records the snapshot
 // and what was lost: the time from that snapshot to the node going down. A container without periodic
-// snapshots is left placed on the dead node and its item says so. Like every drain, the job makes the node
-// ineligible: when it comes back it runs nothing new until `ferry node undrain`.
+// snapshots is left placed on the dead node: its item says so, and the leader's log too. A node that holds
+// no container with periodic snapshots gets no failover (its containers wait for it, and the log says so
+// once). Unlike a drain, a failover leaves the node's eligibility alone: back, it takes new work again.
 //
 // The node, when it comes back, must not run the restored containers again: its agent removes the local
 // containers that the cluster places on another node (fence.go), once right after raft has caught up and
@@ -40,6 +41,7 @@ func (a *Agent) runFailover(ctx context.Context) {
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	warned := map[string]time.Time{} // node -> the DownSince it was warned about
 	for {
 		select {
 		case <-ctx.Done():
@@ -57,6 +59,7 @@ func (a *Agent) runFailover(ctx context.Context) {
 		}
 		for _, n := range st.NodeList() {
 			if !failoverDue(st, n, a.cfg.Name, time.Now(), a.cfg.FailoverDelay, inRaft[n.Name], a.store.RaftSilence) {
+				a.warnUnprotected(st, n, warned)
 				continue
 			}
 			if err := a.startFailover(ctx, n.Name); err != nil {
@@ -66,9 +69,24 @@ func (a *Agent) runFailover(ctx context.Context) {
 	}
 }
 
+// warnUnprotected logs, once per time down, the containers of a node dead for the failover delay that no
+// failover brings back (no periodic snapshots), when no failover job lists them.
+func (a *Agent) warnUnprotected(st *cluster.State, n *cluster.Node, warned map[string]time.Time) {
+	if n.Status != cluster.StatusDead || n.DownSince.IsZero() || time.Since(n.DownSince) < a.cfg.FailoverDelay ||
+		warned[n.Name].Equal(n.DownSince) || len(restorable(st, n.Name)) > 0 {
+		return
+	}
+	warned[n.Name] = n.DownSince
+	if left := unprotected(st, n.Name); len(left) > 0 {
+		a.log.Warn("node is dead; its containers have no periodic snapshots, so nothing restores them elsewhere: they stay placed on it until it comes back",
+			"node", n.Name, "down_since", n.DownSince, "containers", left)
+	}
+}
+
 // failoverDue says whether node n needs a failover now: it is not self, memberlist has had it dead and
-// raft (when it is a raft server) has not heard from it for at least delay, it holds containers, nothing
-// drains it, and no failover has been started for it since it went down. silence is Store.RaftSilence.
+// raft (when it is a raft server) has not heard from it for at least delay, it holds containers with
+// periodic snapshots, nothing drains it, and no failover has been started for it since it went down.
+// silence is Store.RaftSilence.
 func failoverDue(st *cluster.State, n *cluster.Node, self string, now time.Time, delay time.Duration, inRaft bool,
 	silence func(string) (time.Time, bool)) bool {
 	if n.Name == self || n.Status != cluster.StatusDead || n.DownSince.IsZero() || now.Sub(n.DownSince) < delay {
@@ -80,7 +98,7 @@ func failoverDue(st *cluster.State, n *cluster.Node, self string, now time.Time,
 			return false
 		}
 	}
-	if len(st.ContainersOn(n.Name)) == 0 || st.ActiveDrain(n.Name) != nil {
+	if len(restorable(st, n.Name)) == 0 || st.ActiveDrain(n.Name) != nil {
 		return false
 	}
 	if f := st.LatestFailover(n.Name); f != nil && !f.StartedAt.Before(n.DownSince) {
@@ -89,20 +107,37 @@ func failoverDue(st *cluster.State, n *cluster.Node, self string, now time.Time,
 	return true
 }
 
+// restorable returns the containers on node that a failover restores: meant to run, with periodic snapshots.
+func restorable(st *cluster.State, nodeName string) []string {
+	var out []string
+	for _, c := range st.ContainersOn(nodeName) {
+		if c.Desired == cluster.DesiredRunning && c.Config.SnapshotEvery > 0 {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// unprotected returns the containers on node that are meant to run and have no periodic snapshots: what a
+// failover cannot bring back.
+func unprotected(st *cluster.State, nodeName string) []string {
+	var out []string
+	for _, c := range st.ContainersOn(nodeName) {
+		if c.Desired == cluster.DesiredRunning && c.Config.SnapshotEvery <= 0 {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
 // startFailover records a failover job for the dead node and starts running it.
 func (a *Agent) startFailover(ctx context.Context, nodeName string) error {
 	st := a.store.State()
 	now := time.Now()
 	j := cluster.DrainJob{ID: checkpoint.NewID(now), Node: nodeName, State: cluster.JobPlanned, Reason: cluster.ReasonFailover,
 		MaxParallel: failoverParallel}
-	var withSnapshots, without []string
 	for _, c := range st.ContainersOn(nodeName) {
 		j.Items = append(j.Items, cluster.DrainItem{Container: c.Name, State: cluster.JobPlanned})
-		if c.Config.SnapshotEvery > 0 {
-			withSnapshots = append(withSnapshots, c.Name)
-		} else {
-			without = append(without, c.Name)
-		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -110,8 +145,8 @@ func (a *Agent) startFailover(ctx context.Context, nodeName string) error {
 		return clusterError(err)
 	}
 	a.log.Warn("node is dead: restoring its containers with periodic snapshots on other nodes from their latest snapshots",
-		"node", nodeName, "failover", j.ID, "down_since", st.Nodes[nodeName].DownSince, "restoring", withSnapshots,
-		"left_on_node_without_snapshots", without)
+		"node", nodeName, "failover", j.ID, "down_since", st.Nodes[nodeName].DownSince, "restoring", restorable(st, nodeName),
+		"left_on_node_without_snapshots", unprotected(st, nodeName))
 	rec := a.store.State().Drains[j.ID]
 	if rec == nil {
 		return fmt.Errorf("the failover job %s is not in the state after it was recorded", j.ID)

@@ -17,7 +17,9 @@ func TestFailoverDue(t *testing.T) {
 		n := &cluster.Node{Name: "vg-1", Status: cluster.StatusDead, DownSince: downAt}
 		st.Nodes["vg-1"] = n
 		st.Nodes["vg-2"] = &cluster.Node{Name: "vg-2", Status: cluster.StatusAlive}
-		st.Containers["np"] = &cluster.Container{Name: "np", Node: "vg-1", Desired: cluster.DesiredRunning}
+		st.Containers["np"] = &cluster.Container{Name: "np", Node: "vg-1", Desired: cluster.DesiredRunning,
+			Config: cluster.ContainerConfig{SnapshotEvery: time.Minute}}
+		st.Containers["plain"] = &cluster.Container{Name: "plain", Node: "vg-1", Desired: cluster.DesiredRunning}
 		return st, n
 	}
 	silentSince := func(at time.Time) func(string) (time.Time, bool) {
@@ -40,7 +42,10 @@ func TestFailoverDue(t *testing.T) {
 		{name: "only suspect", inRaft: true, silent: silentSince(downAt), change: func(_ *cluster.State, n *cluster.Node) { n.Status = cluster.StatusSuspect }},
 		{name: "alive", inRaft: true, silent: silentSince(downAt), change: func(_ *cluster.State, n *cluster.Node) { n.Status, n.DownSince = cluster.StatusAlive, time.Time{} }},
 		{name: "itself", self: "vg-1", inRaft: true, silent: silentSince(downAt)},
-		{name: "holds nothing", inRaft: true, silent: silentSince(downAt), change: func(st *cluster.State, _ *cluster.Node) { delete(st.Containers, "np") }},
+		{name: "holds nothing with periodic snapshots", inRaft: true, silent: silentSince(downAt), change: func(st *cluster.State, _ *cluster.Node) { delete(st.Containers, "np") }},
+		{name: "its container with snapshots is stopped", inRaft: true, silent: silentSince(downAt), change: func(st *cluster.State, _ *cluster.Node) {
+			st.Containers["np"].Desired = cluster.DesiredStopped
+		}},
 		{name: "a drain runs", inRaft: true, silent: silentSince(downAt), change: func(st *cluster.State, _ *cluster.Node) {
 			st.Drains["d"] = &cluster.DrainJob{ID: "d", Node: "vg-1", State: cluster.JobRunning, StartedAt: now.Add(-time.Minute)}
 		}},
