@@ -68,9 +68,10 @@ type drainRun struct {
 	node  string
 	start time.Time
 
-	mu    sync.Mutex // guards items, subs, and the order of item writes to raft
+	mu    sync.Mutex // guards items, subs, waits, and the order of item writes to raft
 	items []cluster.DrainItem
 	subs  map[chan api.DrainEvent]struct{}
+	waits map[int]string // why an item of a drain with --force waits for its deadline, by index
 
 	place sync.Mutex // one target choice (and its migration record) at a time
 	done  chan struct{}
@@ -80,7 +81,7 @@ type drainRun struct {
 
 func newDrainRun(a *Agent, j *cluster.DrainJob) *drainRun {
 	return &drainRun{a: a, id: j.ID, node: j.Node, start: j.StartedAt, items: slices.Clone(j.Items),
-		subs: map[chan api.DrainEvent]struct{}{}, done: make(chan struct{})}
+		subs: map[chan api.DrainEvent]struct{}{}, waits: map[int]string{}, done: make(chan struct{})}
 }
 
 // subscribe returns a channel of the run's events and a function that ends the subscription. Events are
@@ -297,7 +298,9 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 	}
 	if !j.Deadline.IsZero() && time.Now().After(j.Deadline) {
 		why := "the deadline passed before it could move"
-		if it.Error != "" {
+		if w := d.waitingFor(i, ""); w != "" {
+			why += " (" + w + ")"
+		} else if it.Error != "" {
 			why += " (" + it.Error + ")"
 		}
 		return d.cannotMove(ctx, i, it, j, why)
@@ -352,9 +355,7 @@ func (d *drainRun) cannotMove(ctx context.Context, i int, it cluster.DrainItem, 
 		return d.stays(ctx, i, it, why)
 	}
 	if wait := time.Until(j.Deadline); wait > 0 {
-		if it.Error != why {
-			it.Error = why
-			d.save(ctx, i, it)
+		if d.waitingFor(i, why) != why {
 			d.emit(api.DrainEvent{Container: it.Container, Phase: "waiting",
 				Message: fmt.Sprintf("%s; --force: snapshotted and stopped at the deadline (in %s) unless it can move by then", why, wait.Round(time.Second))})
 		}
@@ -366,6 +367,18 @@ func (d *drainRun) cannotMove(ctx context.Context, i int, it cluster.DrainItem, 
 		return true
 	}
 	return d.force(ctx, i, it, why)
+}
+
+// waitingFor returns why item i waited for the deadline until now ("" if it did not), and records why
+// instead when why is not "".
+func (d *drainRun) waitingFor(i int, why string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.waits[i]
+	if why != "" {
+		d.waits[i] = why
+	}
+	return old
 }
 
 // forceRetry is how often a drain with --force looks again, before its deadline, for a place for a
