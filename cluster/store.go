@@ -276,7 +276,8 @@ func (s *Store) withTimeout(ctx context.Context) (context.Context, context.Cance
 }
 
 // Apply writes op to the cluster: directly on the leader, through the
-// Forwarder on a follower. It waits for a leader while there is none and
+// Forwarder on a follower, which then waits until it applied the write
+// itself so that a read of its state that follows sees it. It waits for a leader while there is none and
 // retries when the leader changes before the command was accepted, until
 // ctx (or ApplyTimeout, when ctx has no deadline) expires. Validation
 // failures come back as errors matching the sentinels with errors.Is.
@@ -318,7 +319,18 @@ func (s *Store) tryApply(ctx context.Context, cmd Command) (Result, error) {
 	if s.cfg.Forwarder == nil {
 		return Result{}, errorf(ErrNoForwarder, "%s is not the leader (%s is) and has no Forwarder; send the write to the leader", s.cfg.Name, name)
 	}
-	return s.cfg.Forwarder.Forward(ctx, Peer{Name: name, RaftAddr: addr}, cmd)
+	res, err := s.cfg.Forwarder.Forward(ctx, Peer{Name: name, RaftAddr: addr}, cmd)
+	if err != nil || res.Index == 0 {
+		return res, err
+	}
+	// Read your writes: the caller reads this node's state next, which must
+	// hold what the leader committed. The write is in either way; a wait cut
+	// short by ctx only means a read may still lag.
+	if werr := s.WaitIndex(ctx, res.Index); werr != nil {
+		s.log.Warn("a write forwarded to the leader committed, but this node had not applied it yet when the wait ended",
+			"index", res.Index, "err", werr)
+	}
+	return res, nil
 }
 
 // ApplyLeader applies cmd through raft on this node and never forwards: it

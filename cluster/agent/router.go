@@ -71,6 +71,7 @@ func NewRouter(self string, store *cluster.Store, local http.Handler, peers Peer
 	r.mux.HandleFunc("GET /v1/images", r.images)
 	r.mux.HandleFunc("POST /v1/images", r.importImage)
 	r.mux.HandleFunc("POST /v1/internal/forward", r.forward)
+	r.mux.HandleFunc("GET /v1/internal/index", r.servedIndex)
 	r.mux.HandleFunc("GET /v1/cluster/token", r.joinToken)
 	r.mux.HandleFunc("GET /v1/cluster/ca", r.clusterCA)
 	r.mux.HandleFunc("GET /v1/operators", r.listOperators)
@@ -83,7 +84,8 @@ func NewRouter(self string, store *cluster.Store, local http.Handler, peers Peer
 // handle adds a route (the agent adds its agent-to-agent and job routes).
 func (rt *Router) handle(pattern string, h http.HandlerFunc) { rt.mux.HandleFunc(pattern, h) }
 
-// ServeHTTP checks the caller's role, then routes.
+// ServeHTTP checks the caller's role, lets an operator's request on a follower catch up with the leader
+// (catchUp), then routes.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := callerOf(r)
 	if c.Role == "" {
@@ -101,6 +103,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rt.local.ServeHTTP(w, r)
 		return
+	}
+	if c.Role != "agent" {
+		rt.catchUp(r.Context()) // an operator sees at least what the leader had when they asked
 	}
 	rt.mux.ServeHTTP(w, r)
 }

@@ -189,9 +189,13 @@ func TestDrain(t *testing.T) {
 		if r := c.on(h1, "run", "--name", "pinned", "--node", h1, "busybox", "--", "sleep", "600"); r.code != 1 || !strings.Contains(r.stderr, "draining") {
 			t.Fatalf("ferry run --node %s on the drained node: exit %d %s", h1, r.code, r.stderr)
 		}
-		c.must(h2, "node", "undrain", h1)
-		if !eligible(c.nodes(h3), h1) {
-			t.Fatalf("%s is not eligible after undrain", h1)
+		var ch api.NodeChange
+		if err := jsonUnmarshal(c.must(h2, "node", "undrain", h1, "-o", "json"), &ch); err != nil {
+			t.Fatal(err)
+		}
+		// The agent asked answers with what it wrote and lists it at once (read your writes).
+		if !ch.Node.Eligible || !eligible(c.nodes(h2), h1) {
+			t.Fatalf("%s is not eligible after undrain: %+v", h1, ch.Node)
 		}
 		c.must(h1, "run", "--name", "pinned", "--node", h1, "busybox", "--", "sleep", "600")
 		c.must(h1, "rm", "--force", "pinned")
