@@ -93,6 +93,7 @@ func (a *Agent) Images() *images.Store { return a.images }
 func (a *Agent) Close() error {
 	a.cancel()
 	a.wg.Wait()
+	a.abortAllIncoming()
 	return nil
 }
 

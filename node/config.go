@@ -29,6 +29,9 @@ type Config struct {
 	ShimBinary string
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL. Zero means 10 s.
 	StopTimeout time.Duration
+	// IncomingTimeout is how long a prepared incoming migration waits for its restore before it is removed.
+	// Zero means IncomingTimeout (10 min).
+	IncomingTimeout time.Duration
 	// Logger receives the agent's log. Nil means slog.Default().
 	Logger *slog.Logger
 	// Faults names failures to inject, for tests of the failure paths (empty in real use):
@@ -42,7 +45,7 @@ func (c *Config) Fault(name string) bool { return slices.Contains(c.Faults, name
 // DefaultConfig returns a Config with the defaults filled in.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
-	return Config{Name: host, DataDir: DefaultDataDir, StopTimeout: 10 * time.Second, Logger: slog.Default()}
+	return Config{Name: host, DataDir: DefaultDataDir, StopTimeout: 10 * time.Second, IncomingTimeout: IncomingTimeout, Logger: slog.Default()}
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
@@ -62,6 +65,9 @@ func (c *Config) Validate() error {
 	if c.StopTimeout == 0 {
 		c.StopTimeout = def.StopTimeout
 	}
+	if c.IncomingTimeout == 0 {
+		c.IncomingTimeout = def.IncomingTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = def.Logger
 	}
@@ -73,6 +79,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StopTimeout < 0 {
 		return fmt.Errorf("%w: stop timeout %s is negative", ErrInvalid, c.StopTimeout)
+	}
+	if c.IncomingTimeout < 0 {
+		return fmt.Errorf("%w: incoming migration timeout %s is negative", ErrInvalid, c.IncomingTimeout)
 	}
 	return nil
 }

@@ -27,7 +27,13 @@ type Incoming struct {
 	PagePort   int    `json:"page_port,omitempty"` // the page server's port on this node's loopback
 	pend       *checkpoint.Pending
 	pageServer *criu.PageServer
+	expiry     *time.Timer
 }
+
+// IncomingTimeout is how long a prepared incoming migration waits for its restore. A source that died or was
+// cut off before it could abort leaves it behind: past this, the page server is stopped and what arrived is
+// removed. (A migration's pages arrive while the source dumps; ten minutes covers tens of GiB.)
+const IncomingTimeout = 10 * time.Minute
 
 type incomingSet struct {
 	mu sync.Mutex
@@ -66,8 +72,33 @@ func (a *Agent) PrepareIncoming(ctx context.Context, id, name string, pageServer
 		a.incoming.m = map[string]*Incoming{}
 	}
 	a.incoming.m[id] = in
+	in.expiry = time.AfterFunc(a.cfg.IncomingTimeout, func() {
+		if a.dropIncoming(id) == in {
+			a.log.Warn("an incoming migration was neither restored nor aborted in time; its source is gone: removed it",
+				"container", name, "migration", id, "after", a.cfg.IncomingTimeout)
+			in.abort()
+		}
+	})
 	a.incoming.mu.Unlock()
 	return in, nil
+}
+
+// abort stops the page server and removes what arrived.
+func (in *Incoming) abort() {
+	in.pageServer.Stop()
+	in.pend.Abort()
+}
+
+// abortAllIncoming drops every incoming migration (the agent is closing: nothing will restore them).
+func (a *Agent) abortAllIncoming() {
+	a.incoming.mu.Lock()
+	ins := a.incoming.m
+	a.incoming.m = nil
+	a.incoming.mu.Unlock()
+	for _, in := range ins {
+		in.expiry.Stop()
+		in.abort()
+	}
 }
 
 // Incoming returns a prepared incoming migration.
@@ -86,14 +117,16 @@ func (a *Agent) dropIncoming(id string) *Incoming {
 	defer a.incoming.mu.Unlock()
 	in := a.incoming.m[id]
 	delete(a.incoming.m, id)
+	if in != nil && in.expiry != nil {
+		in.expiry.Stop()
+	}
 	return in
 }
 
 // AbortIncoming forgets an incoming migration and removes what it received.
 func (a *Agent) AbortIncoming(id string) {
 	if in := a.dropIncoming(id); in != nil {
-		in.pageServer.Stop()
-		in.pend.Abort()
+		in.abort()
 	}
 }
 
@@ -107,8 +140,7 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 		return nil, fmt.Errorf("%w: no incoming migration %s on node %s", ErrNotFound, id, a.cfg.Name)
 	}
 	fail := func(err error) (*RestoreReport, error) {
-		in.pageServer.Stop()
-		in.pend.Abort()
+		in.abort()
 		return nil, err
 	}
 	t0 := time.Now()

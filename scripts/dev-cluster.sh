@@ -117,6 +117,10 @@ down() {
 	for pid in $(pgrep -f "ferry shim" 2>/dev/null); do
 		tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q "$dir/" && kill -9 "$pid" 2>/dev/null || true
 	done
+	# Anything else working in these data dirs (a CRIU page server or lazy-pages daemon of a migration cut short).
+	for p in /proc/[0-9]*; do
+		case $(readlink "$p/cwd" 2>/dev/null) in "$dir"/*) kill -9 "${p#/proc/}" 2>/dev/null || true ;; esac
+	done
 	awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" || true; done
 	for i in $(seq "$hosts"); do
 		name=$(name_of "$i")
