@@ -412,10 +412,16 @@ func (d *drainRun) force(ctx context.Context, i int, it cluster.DrainItem, why s
 
 // stays records that item i keeps running on the drained node, and why.
 func (d *drainRun) stays(ctx context.Context, i int, it cluster.DrainItem, why string) bool {
-	it.State, it.Error = cluster.JobFailed, why+"; it keeps running on "+d.node
+	return d.leave(ctx, i, it, why+"; it keeps running on "+d.node, slog.LevelWarn, "a container stays on the drained node")
+}
+
+// leave records that item i is not moved (failed, with note), tells the followers and logs msg at level. It
+// returns false, as the item's step does when it is over.
+func (d *drainRun) leave(ctx context.Context, i int, it cluster.DrainItem, note string, level slog.Level, msg string) bool {
+	it.State, it.Error = cluster.JobFailed, note
 	d.save(ctx, i, it)
-	d.emit(api.DrainEvent{Container: it.Container, Phase: "stays", Message: it.Error})
-	d.a.log.Warn("a container stays on the drained node", "drain", d.id, "container", it.Container, "why", why)
+	d.emit(api.DrainEvent{Container: it.Container, Phase: "stays", Message: note})
+	d.a.log.Log(ctx, level, msg, "drain", d.id, "node", d.node, "container", it.Container, "why", note)
 	return false
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -243,11 +244,7 @@ func (d *drainRun) restored(ctx context.Context, i int, it cluster.DrainItem, st
 
 // notRestored records that item i stays placed on the dead node, and why.
 func (d *drainRun) notRestored(ctx context.Context, i int, it cluster.DrainItem, why string) bool {
-	it.State, it.Error = cluster.JobFailed, why+"; it stays placed on "+d.node
-	d.save(ctx, i, it)
-	d.emit(api.DrainEvent{Container: it.Container, Phase: "stays", Message: it.Error})
-	d.a.log.Error("a dead node's container could not be restored elsewhere", "node", d.node, "container", it.Container, "why", why)
-	return false
+	return d.leave(ctx, i, it, why+"; it stays placed on "+d.node, slog.LevelError, "a dead node's container could not be restored elsewhere")
 }
 
 // lostSince is what restoring from sn loses: the time from the snapshot to the node going down (0 if the
