@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -28,18 +27,13 @@ type MoveRequest struct {
 // not all pick the same node), then most memory left, then name. The state is
 // only read.
 func PlaceMove(state *State, req MoveRequest) (string, error) {
-	type cand struct {
-		name       string
-		containers int
-		left       int64
-	}
 	incoming := map[string]int{}
 	for _, m := range state.Migrations {
 		if !m.State.Final() {
 			incoming[m.Target]++
 		}
 	}
-	var cands []cand
+	var cands []candidate
 	var why []string
 	for _, n := range state.NodeList() {
 		if slices.Contains(req.Exclude, n.Name) {
@@ -60,7 +54,7 @@ func PlaceMove(state *State, req MoveRequest) (string, error) {
 			why = append(why, n.Name+" has "+fmtBytes(max(left, 0))+" free")
 			continue
 		}
-		cands = append(cands, cand{n.Name, len(state.ContainersOn(n.Name)) + incoming[n.Name], left})
+		cands = append(cands, candidate{n.Name, len(state.ContainersOn(n.Name)) + incoming[n.Name], left})
 	}
 	if len(cands) == 0 {
 		detail := "no other node"
@@ -70,17 +64,7 @@ func PlaceMove(state *State, req MoveRequest) (string, error) {
 		return "", errorf(ErrNoCapacity, "no node can take %s (needs %s): %s; undrain or add a node, or free memory",
 			req.Container, fmtBytes(req.MemoryBytes), detail)
 	}
-	sort.Slice(cands, func(i, j int) bool {
-		a, b := cands[i], cands[j]
-		if a.containers != b.containers {
-			return a.containers < b.containers
-		}
-		if a.left != b.left {
-			return a.left > b.left
-		}
-		return a.name < b.name
-	})
-	return cands[0].name, nil
+	return spread(cands), nil
 }
 
 // nodeCondition names why a node takes no new containers, in a few words.

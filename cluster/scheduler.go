@@ -1,9 +1,10 @@
 package cluster
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
-	"sort"
+	"strings"
 )
 
 // PlacementRequest describes a container to place.
@@ -25,20 +26,15 @@ func Place(state *State, req PlacementRequest) (string, error) {
 	if req.PinnedNode != "" {
 		return placePinned(state, req)
 	}
-	type cand struct {
-		name       string
-		containers int
-		left       int64
-	}
-	var cands []cand
-	var best *cand // the qualifying-but-for-memory node with the most room
+	var cands []candidate
+	var best *candidate // the qualifying-but-for-memory node with the most room
 	usable := 0
 	for _, n := range state.Nodes {
 		if usableNode(n) != nil || slices.Contains(req.Exclude, n.Name) {
 			continue
 		}
 		usable++
-		c := cand{n.Name, len(state.ContainersOn(n.Name)), n.FreeMemory - state.ReservedMemory(n.Name)}
+		c := candidate{n.Name, len(state.ContainersOn(n.Name)), n.FreeMemory - state.ReservedMemory(n.Name)}
 		if c.left >= req.MemoryBytes {
 			cands = append(cands, c)
 		} else if best == nil || c.left > best.left {
@@ -52,17 +48,28 @@ func Place(state *State, req PlacementRequest) (string, error) {
 		return "", errorf(ErrNoCapacity, "no node has %s free for the container (most free: %s with %s); free memory, lower --memory or add a node",
 			fmtBytes(req.MemoryBytes), best.name, fmtBytes(max(best.left, 0)))
 	}
-	sort.Slice(cands, func(i, j int) bool {
-		a, b := cands[i], cands[j]
+	return spread(cands), nil
+}
+
+// candidate is a node that can take a container, with what the spreading looks at.
+type candidate struct {
+	name       string
+	containers int
+	left       int64 // free memory left after what is reserved
+}
+
+// spread picks among cands (not empty) the one with the fewest containers, then the most memory left, then
+// the first name: the cluster's one spreading rule.
+func spread(cands []candidate) string {
+	return slices.MinFunc(cands, func(a, b candidate) int {
 		if a.containers != b.containers {
-			return a.containers < b.containers
+			return cmp.Compare(a.containers, b.containers)
 		}
 		if a.left != b.left {
-			return a.left > b.left
+			return cmp.Compare(b.left, a.left)
 		}
-		return a.name < b.name
-	})
-	return cands[0].name, nil
+		return strings.Compare(a.name, b.name)
+	}).name
 }
 
 func placePinned(state *State, req PlacementRequest) (string, error) {

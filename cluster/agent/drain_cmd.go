@@ -1,11 +1,8 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -66,14 +63,10 @@ func (r *drainRequest) check() error {
 // drainCmd is `ferry node drain NODE`: on the leader, it records the job and starts it, then follows it to its
 // end with an event per step (or answers at once with --detach).
 func (a *Agent) drainCmd(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var req drainRequest
+	body, err := readRequest(r, &req)
 	if err != nil {
 		api.WriteError(w, err)
-		return
-	}
-	var req drainRequest
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
-		api.WriteError(w, fmt.Errorf("%w: request body: %v", node.ErrInvalid, err))
 		return
 	}
 	if err := req.check(); err != nil {
@@ -193,14 +186,10 @@ func (a *Agent) undrainCmd(w http.ResponseWriter, r *http.Request) {
 // (the answer carries the drain job; follow it with ferry node drain --status). Off: maintenance ends, the
 // node is eligible again, and a drain still running is ended.
 func (a *Agent) maintenanceCmd(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var req api.MaintenanceRequest
+	body, err := readRequest(r, &req)
 	if err != nil {
 		api.WriteError(w, err)
-		return
-	}
-	var req api.MaintenanceRequest
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
-		api.WriteError(w, fmt.Errorf("%w: request body: %v", node.ErrInvalid, err))
 		return
 	}
 	name := r.PathValue("node")

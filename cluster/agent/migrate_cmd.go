@@ -1,11 +1,8 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -48,14 +45,10 @@ func (r *runningJobs) has(id string) bool {
 // migrateCmd is `ferry migrate`: on the leader, it plans the job, records it in raft and runs it, streaming
 // progress; the answer's result is the report, also when the migration rolled back.
 func (a *Agent) migrateCmd(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var req api.MigrateRequest
+	body, err := readRequest(r, &req)
 	if err != nil {
 		api.WriteError(w, err)
-		return
-	}
-	var req api.MigrateRequest
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
-		api.WriteError(w, fmt.Errorf("%w: request body: %v", node.ErrInvalid, err))
 		return
 	}
 	if a.router.proxyToLeader(w, r, body) {

@@ -352,3 +352,21 @@ func decodeRecorded(rec *responseRecorder, out any) error {
 	}
 	return json.Unmarshal(rec.body.Bytes(), out)
 }
+
+// maxRequestBody bounds an API request's JSON body.
+const maxRequestBody = 1 << 20
+
+// readRequest reads r's JSON body (at most maxRequestBody) into v, refusing unknown fields, and returns the
+// body as read, for a request that is then passed on to the leader.
+func readRequest(r *http.Request, v any) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return nil, fmt.Errorf("%w: request body: %v", node.ErrInvalid, err)
+	}
+	return body, nil
+}

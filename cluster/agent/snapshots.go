@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sort"
@@ -38,19 +35,12 @@ const maxSnapshotCopies = 8
 // longCmd runs on the leader (a follower passes the request on, so that every command sees the writes before
 // it): it decodes the request body into req, then runs op, streaming its progress and ending with its result.
 func longCmd[T any](rt *Router, w http.ResponseWriter, r *http.Request, req *T, op func(ctx context.Context, progress func(phase, detail string)) (any, error)) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err == nil && rt.proxyToLeader(w, r, body) {
-		return
-	}
-	if err == nil {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err = dec.Decode(req); err != nil {
-			err = fmt.Errorf("%w: request body: %v", node.ErrInvalid, err)
-		}
-	}
+	body, err := readRequest(r, req)
 	if err != nil {
 		api.WriteError(w, err)
+		return
+	}
+	if rt.proxyToLeader(w, r, body) {
 		return
 	}
 	ew := api.NewEventWriter(w)

@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"sync"
@@ -140,16 +138,10 @@ func (rt *Router) askAll(ctx context.Context, st *cluster.State, path string) ma
 // placement is written to raft (which also reserves the name), and the node is asked to run it. If the node
 // fails, the placement is removed again.
 func (rt *Router) run(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var req api.RunRequest
+	body, err := readRequest(r, &req)
 	if err != nil {
 		api.WriteError(w, err)
-		return
-	}
-	var req api.RunRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		api.WriteError(w, fmt.Errorf("%w: request body: %v", node.ErrInvalid, err))
 		return
 	}
 	if !node.ValidName(req.Name) {
