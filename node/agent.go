@@ -56,10 +56,20 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the image store: %w", err)
 	}
+	rc := &runtime.Runc{Binary: cfg.Runc, Root: filepath.Join(cfg.DataDir, "runc"), Criu: cfg.Criu}
+	if env, err := criu.KdatLauncher(ctx, cfg.DataDir, cfg.Criu); err != nil {
+		cfg.Logger.Warn("CRIU will probe the kernel on each run (about 0.25 s each): it keeps that probe only on a tmpfs /run",
+			"node", cfg.Name, "err", err)
+	} else if env.Launcher != "" {
+		cfg.Logger.Info("CRIU runs with a tmpfs /run of this node's, where it keeps its kernel probe (the host's /run is not a tmpfs)",
+			"node", cfg.Name, "launcher", env.Launcher)
+		cfg.Criu = env.Criu
+		rc.Criu, rc.Launcher = env.Real, env.Launcher
+	}
 	actx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.Name), images: st, started: time.Now(),
-		runc:       &runtime.Runc{Binary: cfg.Runc, Root: filepath.Join(cfg.DataDir, "runc"), Criu: cfg.Criu},
+		runc:       rc,
 		containers: map[string]*entry{}, ctx: actx, cancel: cancel,
 	}
 	a.probe(ctx)
@@ -94,6 +104,7 @@ func (a *Agent) Close() error {
 	a.cancel()
 	a.wg.Wait()
 	a.abortAllIncoming()
+	criu.ReleaseKdat(a.cfg.DataDir)
 	return nil
 }
 

@@ -20,6 +20,9 @@ type Runc struct {
 	Root string
 	// Criu is the criu executable runc should use; empty lets runc find "criu" on PATH.
 	Criu string
+	// Launcher, if set, runs the runc commands that run CRIU (checkpoint, restore): it runs its arguments in the
+	// environment CRIU needs (see criu.KdatEnv).
+	Launcher string `json:"launcher,omitempty"`
 	// Log, if set, receives runc's own log (JSON lines) instead of its stderr: for runs whose stderr is a
 	// container's (the shim's), so that runc's warnings do not land in the container's log.
 	Log string `json:"log,omitempty"`
@@ -44,6 +47,16 @@ func (r *Runc) Args(args ...string) []string {
 	return append(g, args...)
 }
 
+// CRIUCommand is Command for a runc command that runs CRIU: through Launcher when there is one.
+func (r *Runc) CRIUCommand(ctx context.Context, args ...string) *exec.Cmd {
+	if r.Launcher == "" {
+		return r.Command(ctx, args...)
+	}
+	cmd := exec.CommandContext(ctx, r.Launcher, append([]string{r.bin()}, r.Args(args...)...)...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
+	return cmd
+}
+
 // Command returns an exec.Cmd for runc with the global arguments set.
 func (r *Runc) Command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, r.bin(), r.Args(args...)...)
@@ -52,8 +65,11 @@ func (r *Runc) Command(ctx context.Context, args ...string) *exec.Cmd {
 }
 
 func (r *Runc) run(ctx context.Context, args ...string) ([]byte, error) {
+	return r.runCmd(r.Command(ctx, args...), args)
+}
+
+func (r *Runc) runCmd(cmd *exec.Cmd, args []string) ([]byte, error) {
 	var out, errb bytes.Buffer
-	cmd := r.Command(ctx, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		return out.Bytes(), runcError(args, errb.String(), err)
@@ -201,7 +217,8 @@ func (r *Runc) Checkpoint(ctx context.Context, id string, o CheckpointOptions) e
 	if o.PageServer != "" {
 		args = append(args, "--page-server", o.PageServer)
 	}
-	_, err := r.run(ctx, append(args, id)...)
+	args = append(args, id)
+	_, err := r.runCmd(r.CRIUCommand(ctx, args...), args)
 	if err != nil {
 		return fmt.Errorf("%w (CRIU's log: %s/dump.log)", err, o.WorkPath)
 	}

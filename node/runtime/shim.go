@@ -214,6 +214,9 @@ func startWithRunc(cfg ShimConfig, stdout, stderr *os.File) error {
 	}
 	defer devnull.Close()
 	cmd := exec.Command(cfg.Runc.bin(), cfg.Runc.Args(args...)...)
+	if cfg.Mode == ShimRestore {
+		cmd = cfg.Runc.CRIUCommand(context.Background(), args...)
+	}
 	cmd.Dir = cfg.Bundle
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, stdout, stderr
 	if err := cmd.Run(); err != nil {
