@@ -23,7 +23,9 @@ func (a *Agent) ProbePostCopy(ctx context.Context) (*criu.PostCopyProbe, error) 
 	if a.postCopy.result != nil {
 		return a.postCopy.result, nil
 	}
-	res, err := criu.ProbePostCopy(ctx, a.cfg.Criu, a.cfg.DataDir)
+	// The plain CRIU (runc's), not the launcher: the probe's process lives in the host's mount namespace, as
+	// the dumping CRIU must (see criu.KdatEnv).
+	res, err := criu.ProbePostCopy(ctx, a.runc.Criu, a.cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
