@@ -134,3 +134,23 @@ func (s *Store) configChange(ctx context.Context, what string, f func(time.Durat
 		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 }
+
+// TransferLeadership hands leadership to another voter and waits until this node is a follower. Leader only.
+func (s *Store) TransferLeadership(ctx context.Context) error {
+	if !s.IsLeader() {
+		return s.notLeader("transfer leadership")
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.raft.LeadershipTransfer().Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("handing leadership over: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("handing leadership over: %w", ctx.Err())
+	}
+}

@@ -45,6 +45,9 @@ type Agent struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
+
+	left      chan struct{} // closed when this node has left the cluster
+	leaveOnce sync.Once
 }
 
 // Start brings the agent up: node, credentials, SSH port, raft, gossip, and the API on the SSH port and on
@@ -57,7 +60,7 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
 	actx, cancel := context.WithCancel(context.Background())
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), ctx: actx, cancel: cancel}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), ctx: actx, cancel: cancel, left: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -388,6 +391,7 @@ func (a *Agent) startAPI() error {
 	a.registerInternal(a.router)
 	a.registerSnapshots(a.router)
 	a.registerDrain(a.router)
+	a.registerLeave(a.router)
 	roles := []string{sshx.RoleAgent, sshx.RoleController, sshx.RoleViewer}
 	sshAPI := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {

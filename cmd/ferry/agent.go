@@ -122,7 +122,13 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		fmt.Fprintf(os.Stderr, "\nferry agent (dev) is serving node %s. Point the command line at it with:\n\n    export FERRY_ADDR=unix://%s\n\n",
 			a.Name(), node.SocketPath(cfg.DataDir))
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-a.Left():
+		log.Info("this node left the cluster (ferry node leave); the agent stops. Starting it again joins it again")
+		a.Close()
+		return nil
+	}
 	if f.evacuate {
 		log.Info("agent stopping: evacuating this node first", "bound", f.shutdownTimeout)
 	} else {

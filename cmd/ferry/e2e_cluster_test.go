@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferryhq/ferry/node/api"
 )
 
 func TestClusterOnNamespacedHosts(t *testing.T) {
@@ -177,6 +179,60 @@ func TestClusterOnNamespacedHosts(t *testing.T) {
 		if !slices.Contains(on3, "pinned") {
 			t.Errorf("containers reported on %s: %v, want pinned among them", h3, on3)
 		}
+	})
+
+	t.Run("the leader leaves: refused while it holds a container, then hands over and is gone, its agent stopped", func(t *testing.T) {
+		lv := c.leader(h1)
+		var stay []string
+		for _, h := range []string{h1, h2, h3} {
+			if h != lv {
+				stay = append(stay, h)
+			}
+		}
+		if lv == "" || len(stay) != 2 {
+			t.Fatalf("leader %q", lv)
+		}
+		c.must(stay[0], "run", "--name", "held", "--node", lv, "busybox", "--", "sleep", "600")
+		var onLv []string
+		for _, ct := range c.containers(stay[0]) {
+			if ct.Node == lv {
+				onLv = append(onLv, ct.Config.Name)
+			}
+		}
+		if r := c.on(stay[0], "node", "leave", lv); r.code != 1 || !strings.Contains(r.stderr, "ferry node drain "+lv) {
+			t.Fatalf("leave of %s holding %v: exit %d %s", lv, onLv, r.code, r.stderr)
+		}
+		if len(c.nodes(stay[0])) != 3 {
+			t.Fatal("a refused leave changed the nodes")
+		}
+		for _, name := range onLv {
+			c.must(stay[0], "rm", "--force", name)
+		}
+		var left api.NodeView
+		if err := jsonUnmarshal(c.must(stay[0], "node", "leave", lv, "-o", "json"), &left); err != nil || left.Name != lv || left.Status != "left" {
+			t.Fatalf("leave answered %+v (%v)", left, err)
+		}
+		for _, h := range stay {
+			c.eventually(h+" lists two nodes", 20*time.Second, func() bool {
+				nodes := c.nodes(h)
+				return len(nodes) == 2 && statusOf(nodes, lv) == ""
+			})
+		}
+		roles := map[string]int{}
+		for _, n := range c.nodes(stay[0]) {
+			roles[n.RaftRole]++
+		}
+		if roles["leader"] != 1 || roles["voter"] != 1 {
+			t.Fatalf("raft roles after the leave: %v, want a leader and a voter", roles)
+		}
+		c.eventually(lv+"'s agent stopped", 20*time.Second, func() bool { return c.on(lv, "node", "info").code != 0 })
+		if b, _ := os.ReadFile(filepath.Join(c.dir, lv+".log")); !strings.Contains(string(b), "left the cluster") {
+			t.Errorf("%s's log does not say it left", lv)
+		}
+		if r := c.on(stay[0], "node", "leave", lv); r.code != 1 || !strings.Contains(r.stderr, "no node named") {
+			t.Fatalf("a second leave: exit %d %s", r.code, r.stderr)
+		}
+		c.must(stay[1], "run", "--name", "after-leave", "busybox", "--", "sleep", "60") // the two left still take work
 	})
 }
 

@@ -10,9 +10,9 @@ import (
 )
 
 func newNodeCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "Inspect and drain the cluster's nodes (ls, info, drain, undrain, maintenance)",
-		Args: needArgs(0, 0, "ferry node ls|info|drain|undrain|maintenance")}
-	cmd.AddCommand(newNodeDrainCmd(), newNodeUndrainCmd(), newNodeMaintenanceCmd())
+	cmd := &cobra.Command{Use: "node", Short: "Inspect, drain and remove the cluster's nodes (ls, info, drain, undrain, maintenance, leave)",
+		Args: needArgs(0, 0, "ferry node ls|info|drain|undrain|maintenance|leave")}
+	cmd.AddCommand(newNodeDrainCmd(), newNodeUndrainCmd(), newNodeMaintenanceCmd(), newNodeLeaveCmd())
 	cmd.AddCommand(&cobra.Command{
 		Use:   "ls",
 		Short: "List the nodes: address, status, raft role, eligibility, containers, free memory",

@@ -118,3 +118,9 @@ func (c *Client) Maintenance(ctx context.Context, nodeName string, req Maintenan
 	var out NodeChange
 	return &out, c.call(ctx, "POST", "/v1/nodes/"+esc(nodeName)+"/maintenance", req, &out)
 }
+
+// Leave takes a node that holds nothing out of the cluster: its agent leaves and stops.
+func (c *Client) Leave(ctx context.Context, nodeName string) (*NodeView, error) {
+	var out NodeView
+	return &out, c.call(ctx, "POST", "/v1/nodes/"+esc(nodeName)+"/leave", nil, &out)
+}
