@@ -107,3 +107,16 @@ func (s *Store) WaitCaughtUp(ctx context.Context) error {
 		}
 	}
 }
+
+// OutOfTouch is how long this node has not heard from a leader: zero on the
+// leader, and since the store opened when it never has.
+func (s *Store) OutOfTouch() time.Duration {
+	if s.IsLeader() {
+		return 0
+	}
+	last := s.raft.LastContact()
+	if last.IsZero() || last.Before(s.opened) {
+		last = s.opened
+	}
+	return time.Since(last)
+}

@@ -30,6 +30,7 @@ type Store struct {
 	notifyCh chan bool
 	lead     leadership
 	silent   silence
+	opened   time.Time
 
 	shutdownCh   chan struct{}
 	shutdownOnce sync.Once
@@ -54,6 +55,7 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		fsm:        NewFSM(),
 		notifyCh:   make(chan bool, 8),
 		shutdownCh: make(chan struct{}),
+		opened:     time.Now(),
 	}
 	defer func() {
 		if err != nil {

@@ -100,6 +100,8 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.runFence() }()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.runSelfFence() }()
 	if first && cfg.ControllerKey != "" {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.addFirstControllers() }()

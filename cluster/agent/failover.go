@@ -27,10 +27,8 @@ import (
 // containers that the cluster places on another node (fence.go), once right after raft has caught up and
 // before its API serves anything, then every few seconds. A node that was dead ran nothing meanwhile; a
 // node that was only cut off (its agent and containers running, its link down) looks the same from the
-// rest of the cluster, and keeps running its copies until its link is back and its agent removes them: the
-// fencing delay is what such a node gets before a container runs in two places. (Freezing its containers
-// on the cut-off side once it has heard from no leader for part of the delay would close that window; it is
-// not built.)
+// rest of the cluster: its agent freezes those containers once it has heard from no leader for half the
+// fencing delay, and, back in touch, removes the ones restored elsewhere and thaws the rest (selffence.go).
 
 // failoverParallel is how many restores a failover runs at a time.
 const failoverParallel = 2

@@ -235,3 +235,88 @@ func TestDrainForce(t *testing.T) {
 		t.Fatalf("after the load stuck is %s on %s", v.State, v.Node)
 	}
 }
+
+// TestFailoverCutOffNode: a node holding a container with periodic snapshots is cut off but keeps running:
+// its agent freezes its copy within half the fencing delay (5 s with --fast-failover), before the cluster
+// restores the container elsewhere; when the link is back, the old copy is removed and the cluster lists the
+// container once, running on the other node.
+func TestFailoverCutOffNode(t *testing.T) {
+	c := startDevCluster(t, 3)
+	h1, h2 := c.host(1), c.host(2)
+	c.must(h1, "image", "import", "busybox", bins.image)
+	c.must(h1, "run", "--name", "tick", "--node", h1, "--snapshot-every", "5s", "--keep", "2", "busybox", "--", "sh", "-c", numberPrinter)
+	c.eventually("a periodic snapshot of tick copied to another node", 90*time.Second, func() bool {
+		list := c.snapshots(h2, "tick")
+		return len(list) > 0 && len(list[len(list)-1].Copies) == 1 && list[len(list)-1].Copies[0] != h1
+	})
+	root := filepath.Join(c.dir, h1, "runc")
+	status := func() string {
+		out, err := exec.Command("runc", "--root", root, "state", "tick").Output()
+		if err != nil {
+			return "gone"
+		}
+		var st struct {
+			Status string `json:"status"`
+		}
+		_ = json.Unmarshal(out, &st)
+		return st.Status
+	}
+	// A short cut (the link back before the fencing delay ends): the copy is frozen, then thawed where it is.
+	c.link(h1, false)
+	c.eventually("tick frozen on "+h1+" during a short cut", 30*time.Second, func() bool { return status() == "paused" })
+	c.link(h1, true)
+	c.eventually("tick thawed on "+h1+" once the link is back", 60*time.Second, func() bool { return status() == "running" })
+	if v := c.only(h2, "tick"); v.Node != h1 {
+		t.Fatalf("after a short cut, tick is placed on %s, want %s", v.Node, h1)
+	}
+	c.eventually("tick counting on after the short cut", 30*time.Second, func() bool {
+		n := numbers(c.logLines(h1, "tick"))
+		return len(n) > 0 && n[len(n)-1] > 0
+	})
+	checkSequence(t, c.logLines(h1, "tick"))
+
+	c.link(h1, false)
+	linkUp := false
+	defer func() {
+		if !linkUp {
+			c.link(h1, true)
+		}
+	}()
+	frozen := c.eventually("tick frozen on the cut-off "+h1, 30*time.Second, func() bool { return status() == "paused" })
+	t.Logf("tick frozen on %s %s after the cut", h1, frozen.Round(time.Millisecond))
+	var elsewhere string
+	took := c.eventually("tick restored on another node", 120*time.Second, func() bool {
+		for _, v := range c.containers(h2) {
+			if v.Config.Name == "tick" && v.Node != h1 && v.State == "running" {
+				elsewhere = v.Node
+				return true
+			}
+		}
+		return false
+	})
+	if frozen >= took {
+		t.Fatalf("the cut-off copy was frozen %s after the cut, not before the restore elsewhere (%s)", frozen, took)
+	}
+	if st := status(); st != "paused" {
+		t.Fatalf("while tick runs on %s, the cut-off copy on %s is %s", elsewhere, h1, st)
+	}
+	c.link(h1, true)
+	linkUp = true
+	c.eventually(h1+" alive again", 60*time.Second, func() bool { return statusOf(c.nodes(h2), h1) == "alive" })
+	c.eventually("the cut-off copy removed from "+h1, 60*time.Second, func() bool {
+		n := 0
+		for _, v := range c.containers(h1) {
+			if v.Config.Name == "tick" {
+				n++
+			}
+		}
+		return status() == "gone" && n == 1
+	})
+	if v := c.only(h1, "tick"); v.Node != elsewhere || v.State != "running" {
+		t.Fatalf("after the link came back, tick is %s on %s, want running on %s", v.State, v.Node, elsewhere)
+	}
+	b, _ := os.ReadFile(filepath.Join(c.dir, h1+".log"))
+	if !strings.Contains(string(b), "cut off from the cluster: froze") {
+		t.Fatalf("%s's log does not say it froze tick", h1)
+	}
+}

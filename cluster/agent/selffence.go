@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ferryhq/ferry/node"
+)
+
+// Self-fencing closes the window that failover.go leaves to a node that is cut off but alive: the rest of the
+// cluster sees it dead and, after the fencing delay, restores its containers with periodic snapshots
+// elsewhere, while the node itself still runs them. So an agent that has heard from no leader for half the
+// fencing delay freezes (cgroup freezer, as runc pause) each of its running containers that has periodic
+// snapshots: by the time the cluster restores one elsewhere, this copy no longer runs. When the agent hears
+// from a leader again, it catches up with the cluster's state, removes the containers that were restored
+// elsewhere meanwhile (the fence pass) and thaws the others, which lost nothing.
+
+// selfFenceEvery is how often an agent checks whether it is cut off.
+const selfFenceEvery = 500 * time.Millisecond
+
+func (a *Agent) runSelfFence() {
+	if a.cfg.FailoverDelay <= 0 {
+		return
+	}
+	after := a.cfg.FailoverDelay / 2
+	frozen := map[string]bool{}
+	t := time.NewTicker(selfFenceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		}
+		away := a.store.OutOfTouch()
+		switch {
+		case away > after:
+			a.freezeProtected(away, frozen)
+		case len(frozen) > 0 && away < time.Second:
+			a.thawAfterContact(frozen)
+		}
+	}
+}
+
+// freezeProtected freezes the running containers that a failover would restore elsewhere.
+func (a *Agent) freezeProtected(away time.Duration, frozen map[string]bool) {
+	st := a.store.State()
+	for _, c := range a.node.List() {
+		name := c.Config.Name
+		placed, ok := st.Containers[name]
+		if frozen[name] || c.State != node.StateRunning || !ok || placed.Node != a.cfg.Name || placed.Config.SnapshotEvery <= 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		err := a.node.Freeze(ctx, name, fmt.Sprintf("frozen: this node has heard from no leader for %s; the cluster may restore it elsewhere from a snapshot (a copy must not run in two places)", away.Round(time.Second)))
+		cancel()
+		if err != nil {
+			a.log.Error("cut off from the cluster, and could not freeze a container it may restore elsewhere", "container", name, "err", err)
+			continue
+		}
+		frozen[name] = true
+		a.log.Warn("cut off from the cluster: froze a container with periodic snapshots, so that it does not run in two places if the cluster restores it elsewhere",
+			"container", name, "no_leader_for", away.Round(time.Millisecond))
+	}
+}
+
+// thawAfterContact catches up with the cluster, removes what was restored elsewhere, and thaws the rest.
+func (a *Agent) thawAfterContact(frozen map[string]bool) {
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	if err := a.store.WaitCaughtUp(ctx); err != nil {
+		return // not caught up yet: the containers stay frozen until it is
+	}
+	a.fenceOnce(ctx)
+	for name := range frozen {
+		delete(frozen, name)
+		if err := a.node.Thaw(ctx, name); err != nil {
+			a.log.Info("a container frozen while cut off is not thawed", "container", name, "why", err)
+			continue
+		}
+		a.log.Info("in touch with the cluster again: thawed a container frozen while cut off", "container", name)
+	}
+}
