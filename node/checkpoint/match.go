@@ -19,21 +19,27 @@ func MatchManifest(dir string, received map[string]Sum) error {
 	if err != nil {
 		return err
 	}
+	return matchFiles(want, received, covered)
+}
+
+// matchFiles checks the files got (sums by slash-separated path) against the manifest want: each listed file
+// present with its size and sum, and no file of got that counts unlisted. The error names the file.
+func matchFiles(want *Manifest, got map[string]Sum, counts func(path string) bool) error {
 	listed := make(map[string]bool, len(want.Files))
 	for _, f := range want.Files {
-		got, ok := received[f.Path]
+		g, ok := got[f.Path]
 		switch {
 		case !ok:
 			return fmt.Errorf("%w: %s is missing", ErrCorrupt, f.Path)
-		case got.Size != f.Size:
-			return fmt.Errorf("%w: %s has %d bytes, the manifest says %d", ErrCorrupt, f.Path, got.Size, f.Size)
-		case got.SHA256 != f.SHA256:
-			return fmt.Errorf("%w: %s has sha256 %.12s…, the manifest says %.12s…", ErrCorrupt, f.Path, got.SHA256, f.SHA256)
+		case g.Size != f.Size:
+			return fmt.Errorf("%w: %s has %d bytes, the manifest says %d", ErrCorrupt, f.Path, g.Size, f.Size)
+		case g.SHA256 != f.SHA256:
+			return fmt.Errorf("%w: %s has sha256 %.12s…, the manifest says %.12s…", ErrCorrupt, f.Path, g.SHA256, f.SHA256)
 		}
 		listed[f.Path] = true
 	}
-	for p := range received {
-		if covered(p) && !listed[p] {
+	for p := range got {
+		if counts(p) && !listed[p] {
 			return fmt.Errorf("%w: %s is not in the manifest", ErrCorrupt, p)
 		}
 	}
