@@ -10,11 +10,13 @@ import (
 	"io"
 )
 
-// Wire format, version 1 (all integers big-endian):
+// Wire format, version 2 (all integers big-endian; the frames' payloads are in doc.go):
 //
 //	header  = "FERRY-STREAM" version:u16
 //	frame   = type:u8 length:u32 payload[length] crc:u32
 //	stream  = header frStream frManifest { frChunk { frData | frZstd } frChunkEnd } frTrailer
+//
+// A reader of another version refuses the stream at its header, saying to run one version on both nodes.
 //
 // crc is the CRC32C (Castagnoli) of type, length and payload, so a flipped bit
 // in any of them is caught at the frame where it happened. A sender that fails
