@@ -33,6 +33,7 @@ type Agent struct {
 	containers map[string]*entry
 	incoming   incomingSet
 	verified   verifiedSet // snapshots checked against their manifests
+	spares     *lazySpares // lazy-pages daemons started ahead of clones
 
 	ctx    context.Context // ends at Close: stops the watchers
 	cancel context.CancelFunc
@@ -62,6 +63,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		runc:       &runtime.Runc{Binary: cfg.Runc, Root: filepath.Join(cfg.DataDir, "runc"), Criu: cfg.Criu},
 		containers: map[string]*entry{}, ctx: actx, cancel: cancel,
 	}
+	a.spares = newLazySpares(actx, filepath.Join(cfg.DataDir, "lazy-spares"), cfg.Criu, a.log, &a.wg)
 	a.probe(ctx)
 	a.reattach(ctx)
 	return a, nil
@@ -93,6 +95,7 @@ func (a *Agent) Images() *images.Store { return a.images }
 func (a *Agent) Close() error {
 	a.cancel()
 	a.wg.Wait()
+	a.spares.close()
 	a.abortAllIncoming()
 	return nil
 }

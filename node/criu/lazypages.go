@@ -70,6 +70,25 @@ func (lp *LazyPages) Wait(ctx context.Context) error {
 	}
 }
 
+// Pid is the daemon's process id.
+func (lp *LazyPages) Pid() int { return lp.cmd.Process.Pid }
+
+// Exited reports whether the daemon has ended (a daemon that ended before a restore connected cannot serve it).
+func (lp *LazyPages) Exited() bool {
+	select {
+	case err := <-lp.done:
+		lp.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// Moved tells lp that its work directory was renamed to workDir (on the same filesystem). The daemon works
+// in the directory it has open (CRIU changes into its work directory at start), so it goes on listening on
+// the socket there; a restore given workDir connects to it.
+func (lp *LazyPages) Moved(workDir string) { lp.log = filepath.Join(workDir, "lazy-pages.log") }
+
 // Stop kills the daemon (after a failed restore it would wait forever).
 func (lp *LazyPages) Stop() {
 	if lp != nil && lp.cmd.Process != nil {
