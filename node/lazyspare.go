@@ -18,6 +18,14 @@ import (
 // maxSpareDaemons bounds the idle lazy-pages daemons one node keeps (each is a small idle process).
 const maxSpareDaemons = 8
 
+// lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare from its
+// start.
+// After the restore, the daemon mostly copies the rest of the clone's memory in the background (for the
+// 4-million-key redis, 700 MB and a second or more of CPU); at normal priority five of them at once starve the
+// clones that are still starting and the services the new clones run. The same daemon also serves the clone's
+// page faults, which still get the CPU whenever nothing of normal priority wants it, and a fair share otherwise.
+const lazyNice = 10
+
 // lazyStart starts (or hands over) the lazy-pages daemon for a restore whose CRIU work directory is work.
 // A restore with a nil lazyStart is a full one.
 type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, error)
@@ -101,21 +109,29 @@ func (s *lazySpares) prepare(ck *checkpoint.Checkpoint) {
 
 // begin registers a clone of ck that starts now. It returns the clone's lazyStart, which takes a spare if
 // one is there (waiting for it to listen if it is still starting) and otherwise starts a daemon, and end, to
-// be called once the clone's restore is over (whether it worked or not).
+// be called once the clone's restore is over (whether it worked or not): it lowers the priority of the
+// clone's daemon to lazyNice.
 func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	s.mu.Lock()
 	s.active[ck.ID]++
 	s.want[ck.ID] = max(s.want[ck.ID], s.active[ck.ID])
 	s.mu.Unlock()
+	var used *criu.LazyPages // the clone's daemon, set by start before end is called
 	start := func(ctx context.Context, work string) (*criu.LazyPages, error) {
 		if lp := s.take(ctx, ck.ID, work); lp != nil {
+			used = lp
 			return lp, nil
 		}
-		return criu.StartLazyPages(ctx, s.bin, ck.ImagesDir(), work)
+		lp, err := criu.StartLazyPages(ctx, s.bin, ck.ImagesDir(), work)
+		used = lp
+		return lp, err
 	}
 	var once sync.Once
 	end := func() {
 		once.Do(func() {
+			if used != nil && !used.Exited() {
+				_ = used.SetNice(lazyNice) // it now mostly fills in the rest of the memory
+			}
 			s.mu.Lock()
 			s.active[ck.ID]--
 			idle := s.active[ck.ID] == 0
@@ -187,7 +203,7 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 			if sp.err = os.MkdirAll(sp.work, 0o700); sp.err != nil {
 				return
 			}
-			sp.lp, sp.err = criu.StartLazyPages(s.ctx, s.bin, ck.ImagesDir(), sp.work)
+			sp.lp, sp.err = criu.StartLazyPagesNice(s.ctx, s.bin, ck.ImagesDir(), sp.work, lazyNice)
 			if sp.err != nil {
 				s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
 				s.forget(ck.ID, sp)

@@ -66,6 +66,21 @@ func spareDirs(t *testing.T, dir string, n int) map[string]int {
 	}
 }
 
+// niceOf reads a process's nice value from /proc (the 19th field of stat).
+func niceOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	n, err := strconv.Atoi(f[16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -118,10 +133,16 @@ func TestLazySpares(t *testing.T) {
 		}
 		end()
 		end() // a second call changes nothing
+		if n := niceOf(t, lp.Pid()); n != lazyNice {
+			t.Fatalf("the clone's daemon runs at nice %d after its restore, want %d", n, lazyNice)
+		}
 		next := spareDirs(t, dir, 1)
 		for _, pid := range next {
 			if pid == lp.Pid() {
 				t.Fatal("the new spare is the daemon the clone took")
+			}
+			if n := niceOf(t, pid); n != lazyNice {
+				t.Fatalf("a spare runs at nice %d, want %d", n, lazyNice)
 			}
 		}
 		lp.Stop()
