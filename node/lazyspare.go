@@ -205,7 +205,9 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 			}
 			sp.lp, sp.err = criu.StartLazyPagesNice(s.ctx, s.bin, ck.ImagesDir(), sp.work, lazyNice)
 			if sp.err != nil {
-				s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
+				if s.ctx.Err() == nil {
+					s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
+				}
 				s.forget(ck.ID, sp)
 				return
 			}
