@@ -33,6 +33,7 @@ type Agent struct {
 	containers map[string]*entry
 	incoming   incomingSet
 	verified   verifiedSet // snapshots checked against their manifests
+	spares     *lazySpares // lazy-pages daemons started ahead of clones
 
 	ctx    context.Context // ends at Close: stops the watchers
 	cancel context.CancelFunc
@@ -72,6 +73,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		runc:       rc,
 		containers: map[string]*entry{}, ctx: actx, cancel: cancel,
 	}
+	a.spares = newLazySpares(actx, filepath.Join(cfg.DataDir, "lazy-spares"), cfg.Criu, a.log, &a.wg)
 	a.probe(ctx)
 	a.reattach(ctx)
 	return a, nil
@@ -103,6 +105,7 @@ func (a *Agent) Images() *images.Store { return a.images }
 func (a *Agent) Close() error {
 	a.cancel()
 	a.wg.Wait()
+	a.spares.close()
 	a.abortAllIncoming()
 	criu.ReleaseKdat(a.cfg.DataDir)
 	return nil

@@ -26,8 +26,10 @@ type CloneReport struct {
 // cgroup, PID namespace and log. When the node's CRIU has userfaultfd, the clone starts at once and its memory
 // is filled in from the local images by `criu lazy-pages` (one daemon per clone, with its socket in the
 // clone's own restore work directory, so any number of clones of one snapshot can start at the same time;
-// the images are only read). The snapshot's files are checked against its manifest the first time this agent
-// uses them. On failure nothing of the clone is left.
+// the images are only read); the daemon is a spare started ahead of need when there is one (lazySpares).
+// The snapshot's files are checked against its manifest once, when this agent took, received or first used
+// it, not at every clone: a snapshot's files are never written after it is sealed. On failure nothing of the
+// clone is left.
 func (a *Agent) Clone(ctx context.Context, id, name string, progress ProgressFunc) (*CloneReport, error) {
 	if err := a.criuReady(); err != nil {
 		return nil, err
@@ -63,7 +65,13 @@ func (a *Agent) Clone(ctx context.Context, id, name string, progress ProgressFun
 	e.op.Lock()
 	defer e.op.Unlock()
 	lazy := a.lazyOK()
-	pid, err := a.restoreFrom(ctx, e, ck, rec, lazy, ph)
+	var start lazyStart
+	if lazy {
+		var end func()
+		start, end = a.spares.begin(ck)
+		defer end()
+	}
+	pid, err := a.restoreFrom(ctx, e, ck, rec, start, ph)
 	if err != nil {
 		a.forget(e)
 		return nil, err

@@ -250,7 +250,7 @@ func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, 
 	}
 	_ = e.update(func(c *Container) { c.State = StateCheckpointed; c.Checkpoint = ck.ID })
 	ph := newPhaser(progress)
-	pid, err := a.restoreFrom(ctx, e, ck, rec, a.lazyOK(), ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, a.freshLazy(ck), ph)
 	if err != nil {
 		a.forget(e)
 		return nil, err
@@ -259,6 +259,16 @@ func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, 
 	rep.CRIU, _ = criu.ReadRestoreStats(a.restoreWork(e))
 	a.log.Info("migrated container restored", "container", rec.Name, "took", rep.Took.Round(time.Millisecond))
 	return rep, nil
+}
+
+// freshLazy returns a lazyStart that starts a lazy-pages daemon for ck's images, or nil when restores are not lazy.
+func (a *Agent) freshLazy(ck *checkpoint.Checkpoint) lazyStart {
+	if !a.lazyOK() {
+		return nil
+	}
+	return func(ctx context.Context, work string) (*criu.LazyPages, error) {
+		return criu.StartLazyPages(ctx, a.cfg.Criu, ck.ImagesDir(), work)
+	}
 }
 
 // lazyOK says whether restores of migrated containers start before their memory is in (CRIU's lazy pages from

@@ -60,7 +60,7 @@ func (a *Agent) Restore(ctx context.Context, name string, opts RestoreOptions, p
 	if rec.Name != name {
 		return nil, fmt.Errorf("%w: checkpoint %s belongs to container %q, not %q", ErrInvalid, ck.ID, rec.Name, name)
 	}
-	pid, err := a.restoreFrom(ctx, e, ck, rec, false, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, nil, ph)
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +97,10 @@ func (a *Agent) restoreWork(e *entry) string { return filepath.Join(e.dir, "rest
 // restoreFrom builds the next generation of the writable layer from the checkpoint and has a shim restore the
 // container into it. On failure the record and the old layer are as they were. Holds e.op.
 //
-// With lazy, the container starts before its memory is in place: CRIU's lazy-pages daemon serves its page
-// faults from the checkpoint's images and copies the rest in the background (the checkpoint is local).
-func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, lazy bool, ph *phaser) (int, error) {
+// With lazy (not nil), the container starts before its memory is in place: the lazy-pages daemon that lazy
+// starts (or hands over) serves its page faults from the checkpoint's images and copies the rest in the
+// background (the checkpoint is local).
+func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, lazy lazyStart, ph *phaser) (int, error) {
 	old := e.snapshot()
 	gen := old.Generation + 1
 	_ = os.RemoveAll(e.genDir(gen))
@@ -116,9 +117,9 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 		err error
 	}
 	lpc := make(chan started, 1)
-	if lazy {
+	if lazy != nil {
 		go func() {
-			lp, err := criu.StartLazyPages(ctx, a.cfg.Criu, ck.ImagesDir(), work)
+			lp, err := lazy(ctx, work)
 			lpc <- started{lp, err}
 		}()
 	} else {
@@ -135,7 +136,7 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	t1 := time.Now()
 	_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = rec, gen, StateRestoring })
 	ph.phase("restoring", "CRIU restores the container")
-	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy})
+	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy != nil})
 	if err != nil {
 		lp.Stop()
 		_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = old.Config, old.Generation, old.State })
@@ -144,7 +145,7 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 			rec.Name, ck.ID, err, criuLogErrors(filepath.Join(work, "restore.log")), old.State)
 	}
 	a.log.Debug("restore timings", "container", rec.Name, "prepare", t1.Sub(t0).Round(time.Millisecond),
-		"restore", time.Since(t1).Round(time.Millisecond), "lazy", lazy)
+		"restore", time.Since(t1).Round(time.Millisecond), "lazy", lazy != nil)
 	if lp != nil {
 		a.wg.Add(1)
 		go func() { // the daemon ends when every page is in; say so if it did not

@@ -26,6 +26,8 @@ type SnapshotOptions struct {
 	ID string `json:"id,omitempty"`
 	// Stop leaves the container stopped after the dump; by default it is frozen only for the dump and goes on.
 	Stop bool `json:"stop,omitempty"`
+	// Template says that clones will be made of the snapshot: the node keeps a lazy-pages daemon ready for it.
+	Template bool `json:"template,omitempty"`
 }
 
 // SnapshotReport says what a snapshot did.
@@ -138,6 +140,9 @@ func (a *Agent) Snapshot(ctx context.Context, name string, opts SnapshotOptions,
 		return nil, err
 	}
 	a.verified.set(ck.ID, true)
+	if opts.Template && a.lazyOK() {
+		a.spares.prepare(ck)
+	}
 	rep := &SnapshotReport{ID: ck.ID, Container: name, Node: a.cfg.Name, Stopped: opts.Stop, Size: m.Size(), Files: len(m.Files),
 		Created: m.Created, Frozen: frozen, Took: time.Since(ph.start)}
 	if fi, err := os.Stat(ck.DiffPath()); err == nil {
@@ -229,6 +234,7 @@ func (a *Agent) RemoveSnapshot(id string) error {
 		return fmt.Errorf("%w: snapshot id %q", ErrInvalid, id)
 	}
 	a.verified.set(id, false)
+	a.spares.drop(id)
 	if err := os.RemoveAll(a.SnapshotDir(id)); err != nil {
 		return fmt.Errorf("removing snapshot %s: %w", id, err)
 	}
@@ -270,7 +276,7 @@ func (a *Agent) LoadSnapshot(ctx context.Context, name, id string, progress Prog
 	if err := a.endForLoad(ctx, e); err != nil {
 		return nil, err
 	}
-	pid, err := a.restoreFrom(ctx, e, ck, rec, a.lazyOK(), ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, a.freshLazy(ck), ph)
 	if err != nil {
 		if created {
 			a.forget(e)

@@ -21,6 +21,7 @@ func (a *Agent) registerSnapshotInternal(rt *Router) {
 type takeRequest struct {
 	Container string `json:"container"`
 	Stop      bool   `json:"stop,omitempty"`
+	Template  bool   `json:"template,omitempty"` // clones will be made of it
 }
 
 type loadRequest struct {
@@ -41,7 +42,7 @@ func (a *Agent) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		answer(w, nil, err)
 		return
 	}
-	rep, err := a.node.Snapshot(context.WithoutCancel(r.Context()), req.Container, node.SnapshotOptions{ID: r.PathValue("id"), Stop: req.Stop}, nil)
+	rep, err := a.node.Snapshot(context.WithoutCancel(r.Context()), req.Container, node.SnapshotOptions{ID: r.PathValue("id"), Stop: req.Stop, Template: req.Template}, nil)
 	answer(w, rep, err)
 }
 

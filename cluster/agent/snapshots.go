@@ -101,7 +101,7 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 	id := checkpoint.NewID(time.Now())
 	progress("dumping", "CRIU dumps "+c.Name+" on "+c.Node)
 	var rep node.SnapshotReport
-	if err := a.callAgent(ctx, c.Node, "POST", "/v1/internal/snapshots/"+id+"/take", takeRequest{Container: c.Name, Stop: req.Stop}, &rep); err != nil {
+	if err := a.callAgent(ctx, c.Node, "POST", "/v1/internal/snapshots/"+id+"/take", takeRequest{Container: c.Name, Stop: req.Stop, Template: req.Template != ""}, &rep); err != nil {
 		return nil, err
 	}
 	sn := cluster.Snapshot{ID: id, Container: c.Name, Node: c.Node, Size: rep.Size, Created: rep.Created, Template: req.Template,

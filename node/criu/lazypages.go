@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -26,6 +27,12 @@ const lazySocket = "lazy-pages.socket"
 // StartLazyPages starts the daemon for imagesDir with workDir as the work directory that the restore (runc
 // restore --lazy-pages --work-path workDir) must use too, and waits until it listens.
 func StartLazyPages(ctx context.Context, binary, imagesDir, workDir string) (*LazyPages, error) {
+	return StartLazyPagesNice(ctx, binary, imagesDir, workDir, 0)
+}
+
+// StartLazyPagesNice is StartLazyPages for a daemon that runs at the given nice value from its start (for
+// daemons started ahead of need, which should not slow down what runs now).
+func StartLazyPagesNice(ctx context.Context, binary, imagesDir, workDir string, nice int) (*LazyPages, error) {
 	if binary == "" {
 		binary = "criu"
 	}
@@ -34,6 +41,9 @@ func StartLazyPages(ctx context.Context, binary, imagesDir, workDir string) (*La
 	lp.cmd = exec.Command(binary, "lazy-pages", "--images-dir", imagesDir, "--work-dir", workDir, "--log-file", "lazy-pages.log", "-v4")
 	if err := lp.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting criu lazy-pages: %w", err)
+	}
+	if nice != 0 {
+		_ = lp.SetNice(nice)
 	}
 	go func() { lp.done <- lp.cmd.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
@@ -69,6 +79,30 @@ func (lp *LazyPages) Wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// Pid is the daemon's process id.
+func (lp *LazyPages) Pid() int { return lp.cmd.Process.Pid }
+
+// SetNice sets the daemon's nice value (its CPU priority: 0 is normal, 19 the lowest).
+func (lp *LazyPages) SetNice(nice int) error {
+	return syscall.Setpriority(syscall.PRIO_PROCESS, lp.cmd.Process.Pid, nice)
+}
+
+// Exited reports whether the daemon has ended (a daemon that ended before a restore connected cannot serve it).
+func (lp *LazyPages) Exited() bool {
+	select {
+	case err := <-lp.done:
+		lp.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// Moved tells lp that its work directory was renamed to workDir (on the same filesystem). The daemon works
+// in the directory it has open (CRIU changes into its work directory at start), so it goes on listening on
+// the socket there; a restore given workDir connects to it.
+func (lp *LazyPages) Moved(workDir string) { lp.log = filepath.Join(workDir, "lazy-pages.log") }
 
 // Stop kills the daemon (after a failed restore it would wait forever).
 func (lp *LazyPages) Stop() {

@@ -77,12 +77,18 @@ bc_wait_pong() {
 # bc_clone ARGS...: runs ferry clone ARGS -o json, waits until every clone answers PING; prints the milliseconds
 # from the command to the last PONG, then the transfer time the report gives (ms, 0 when nothing was sent).
 bc_clone() {
-	local t0 out pids t1
+	local t0 out pids rest t1
 	t0=$(bench_now_ms)
 	out=$(bc_ferry clone -o json "$@" 2>>"$BENCH_TMP/bc-clone.log") || { bench_log "ferry clone $* failed"; return 1; }
-	pids=$(python3 -c 'import json, sys; print(" ".join(str(c["pid"]) for c in json.load(sys.stdin)["clones"]))' <<<"$out")
-	# shellcheck disable=SC2086
-	bc_wait_pong 120 $pids || return 1
+	# The clones' pids, read in the shell: starting a JSON parser here would be counted in the clone's time
+	# (each clone report has one "pid"; nothing else in the result does).
+	pids=() rest=$out
+	while [[ $rest =~ \"pid\":\ *([0-9]+)(.*) ]]; do
+		pids+=("${BASH_REMATCH[1]}")
+		rest=${BASH_REMATCH[2]}
+	done
+	[ ${#pids[@]} -gt 0 ] || { bench_log "ferry clone $* reported no clone"; return 1; }
+	bc_wait_pong 120 "${pids[@]}" || return 1
 	t1=$(bench_now_ms)
 	echo "$((t1 - t0)) $(python3 -c 'import json, sys; print(json.load(sys.stdin).get("copy_took", 0) // 1000000)' <<<"$out")"
 	python3 -c 'import json, sys; print(" ".join(c["container"] for c in json.load(sys.stdin)["clones"]))' <<<"$out" >"$BENCH_TMP/bc-last"

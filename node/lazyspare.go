@@ -1,0 +1,271 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/ferryhq/ferry/node/checkpoint"
+	"github.com/ferryhq/ferry/node/criu"
+)
+
+// maxSpareDaemons bounds the idle lazy-pages daemons one node keeps (each is a small idle process).
+const maxSpareDaemons = 8
+
+// lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare from its
+// start.
+// After the restore, the daemon mostly copies the rest of the clone's memory in the background (for the
+// 4-million-key redis, 700 MB and a second or more of CPU); at normal priority five of them at once starve the
+// clones that are still starting and the services the new clones run. The same daemon also serves the clone's
+// page faults, which still get the CPU whenever nothing of normal priority wants it, and a fair share otherwise.
+const lazyNice = 10
+
+// lazyStart starts (or hands over) the lazy-pages daemon for a restore whose CRIU work directory is work.
+// A restore with a nil lazyStart is a full one.
+type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, error)
+
+// lazySpares keeps `criu lazy-pages` daemons started ahead of need for the snapshots that clones are made of,
+// so that a clone does not wait for its daemon to start: every CRIU process probes the kernel when it starts
+// (0.1-0.4 s, more when several start at once on a busy host), and a lazy clone runs two of them. A daemon
+// serves one restore: a clone takes a spare, renames the spare's work directory to its own restore work
+// directory (the daemon works in the directory it has open, so it goes on listening there) and restores
+// against it. When no clone of the snapshot is starting any more, spares are started again in the background:
+// as many as the most clones of that snapshot that were starting at once on this node, at least one, at most
+// maxSpareDaemons on the node. A snapshot's images are immutable while it exists, so a daemon started early
+// serves the same pages as one started at the clone; a removed snapshot's spares are stopped.
+//
+// Methods are safe for concurrent use; prepare, drop and close do nothing on a nil *lazySpares. Spares are children of the agent; close stops them, and a new agent
+// stops those a crashed one left (their pid files name them).
+type lazySpares struct {
+	dir string // one work directory per spare
+	bin string // criu
+	log *slog.Logger
+	wg  *sync.WaitGroup
+	ctx context.Context // the agent's: ends at Close
+
+	mu     sync.Mutex
+	seq    int
+	ready  map[string][]*spareDaemon // by snapshot ID, oldest first
+	want   map[string]int            // spares to keep per snapshot
+	active map[string]int            // clones of the snapshot starting now
+	closed bool
+}
+
+// spareDaemon is one daemon started ahead of need; done is closed once it listens (lp set) or failed (err set).
+type spareDaemon struct {
+	work string
+	done chan struct{}
+	lp   *criu.LazyPages
+	err  error
+}
+
+const sparePidFile = "spare.pid"
+
+func newLazySpares(ctx context.Context, dir, bin string, log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
+	s := &lazySpares{dir: dir, bin: bin, log: log, wg: wg, ctx: ctx,
+		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}}
+	s.reapLeftovers()
+	return s
+}
+
+// reapLeftovers stops the spares of an agent that ended without stopping them, and removes their directories.
+// A pid is killed only if that process still works in the spare's directory (so a reused pid is left alone).
+func (s *lazySpares) reapLeftovers() {
+	ents, _ := os.ReadDir(s.dir)
+	for _, de := range ents {
+		work := filepath.Join(s.dir, de.Name())
+		b, err := os.ReadFile(filepath.Join(work, sparePidFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == work {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			s.log.Info("stopped a spare lazy-pages daemon left by an earlier agent", "pid", pid)
+		}
+	}
+	_ = os.RemoveAll(s.dir)
+}
+
+// prepare makes sure at least one spare is kept for snapshot ck (a template: clones will be made of it).
+func (s *lazySpares) prepare(ck *checkpoint.Checkpoint) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.want[ck.ID] = max(s.want[ck.ID], 1)
+	s.mu.Unlock()
+	s.refill(ck)
+}
+
+// begin registers a clone of ck that starts now. It returns the clone's lazyStart, which takes a spare if
+// one is there (waiting for it to listen if it is still starting) and otherwise starts a daemon, and end, to
+// be called once the clone's restore is over (whether it worked or not): it lowers the priority of the
+// clone's daemon to lazyNice.
+func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
+	s.mu.Lock()
+	s.active[ck.ID]++
+	s.want[ck.ID] = max(s.want[ck.ID], s.active[ck.ID])
+	s.mu.Unlock()
+	var used *criu.LazyPages // the clone's daemon, set by start before end is called
+	start := func(ctx context.Context, work string) (*criu.LazyPages, error) {
+		if lp := s.take(ctx, ck.ID, work); lp != nil {
+			used = lp
+			return lp, nil
+		}
+		lp, err := criu.StartLazyPages(ctx, s.bin, ck.ImagesDir(), work)
+		used = lp
+		return lp, err
+	}
+	var once sync.Once
+	end := func() {
+		once.Do(func() {
+			if used != nil && !used.Exited() {
+				_ = used.SetNice(lazyNice) // it now mostly fills in the rest of the memory
+			}
+			s.mu.Lock()
+			s.active[ck.ID]--
+			idle := s.active[ck.ID] == 0
+			s.mu.Unlock()
+			if idle {
+				s.refill(ck)
+			}
+		})
+	}
+	return start, end
+}
+
+// take hands a spare of snapshot id over to a restore in work, or returns nil when there is none that works.
+func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages {
+	for {
+		s.mu.Lock()
+		q := s.ready[id]
+		if len(q) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		sp := q[0]
+		s.ready[id] = q[1:]
+		s.mu.Unlock()
+		select {
+		case <-sp.done:
+		case <-ctx.Done():
+			go func() { <-sp.done; sp.stop() }()
+			return nil
+		}
+		if sp.err != nil || sp.lp.Exited() {
+			sp.stop()
+			continue
+		}
+		_ = os.Remove(filepath.Join(sp.work, sparePidFile))
+		if err := os.RemoveAll(work); err == nil {
+			err = os.Rename(sp.work, work)
+			if err == nil {
+				sp.lp.Moved(work)
+				return sp.lp
+			}
+		}
+		sp.stop()
+		_ = os.MkdirAll(work, 0o700)
+		return nil
+	}
+}
+
+// refill starts spares for ck in the background until the snapshot has as many as it should.
+func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	total := 0
+	for _, q := range s.ready {
+		total += len(q)
+	}
+	for n := len(s.ready[ck.ID]); n < s.want[ck.ID] && total < maxSpareDaemons; n++ {
+		s.seq++
+		sp := &spareDaemon{work: filepath.Join(s.dir, fmt.Sprintf("%s-%d", ck.ID, s.seq)), done: make(chan struct{})}
+		s.ready[ck.ID] = append(s.ready[ck.ID], sp)
+		total++
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer close(sp.done)
+			if sp.err = os.MkdirAll(sp.work, 0o700); sp.err != nil {
+				return
+			}
+			sp.lp, sp.err = criu.StartLazyPagesNice(s.ctx, s.bin, ck.ImagesDir(), sp.work, lazyNice)
+			if sp.err != nil {
+				if s.ctx.Err() == nil {
+					s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
+				}
+				s.forget(ck.ID, sp)
+				return
+			}
+			_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(sp.lp.Pid())), 0o600)
+		}()
+	}
+}
+
+// forget removes sp from the spares of snapshot id (it failed to start).
+func (s *lazySpares) forget(id string, sp *spareDaemon) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.ready[id]
+	for i, x := range q {
+		if x == sp {
+			s.ready[id] = append(q[:i:i], q[i+1:]...)
+			return
+		}
+	}
+}
+
+// drop stops the spares of snapshot id (it is being removed) and keeps none for it any more.
+func (s *lazySpares) drop(id string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	q := s.ready[id]
+	delete(s.ready, id)
+	delete(s.want, id)
+	s.mu.Unlock()
+	for _, sp := range q {
+		go func() { <-sp.done; sp.stop() }()
+	}
+}
+
+// close stops every spare; call it after the agent's context has ended (spares still starting then give up).
+func (s *lazySpares) close() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.closed = true
+	all := s.ready
+	s.ready = map[string][]*spareDaemon{}
+	s.mu.Unlock()
+	for _, q := range all {
+		for _, sp := range q {
+			<-sp.done
+			sp.stop()
+		}
+	}
+}
+
+func (sp *spareDaemon) stop() {
+	if sp.lp != nil {
+		sp.lp.Stop()
+		_ = sp.lp.Wait(context.Background())
+	}
+	_ = os.RemoveAll(sp.work)
+}

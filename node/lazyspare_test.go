@@ -1,0 +1,235 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/node/checkpoint"
+	"github.com/ferryhq/ferry/node/runtime"
+)
+
+// fakeLazyPages writes a stand-in for `criu lazy-pages`: it changes into its work directory (as CRIU does),
+// creates the socket file there and waits to be killed.
+func fakeLazyPages(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "criu")
+	script := "#!/bin/sh\n# lazy-pages --images-dir I --work-dir W ...\ncd \"$5\" || exit 1\n: > lazy-pages.socket\nexec sleep 300\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+func newTestSpares(t *testing.T, dir, bin string) (*lazySpares, context.CancelFunc, *sync.WaitGroup) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	s := newLazySpares(ctx, dir, bin, slog.New(slog.NewTextHandler(testWriter{t}, nil)), &wg)
+	t.Cleanup(func() { cancel(); wg.Wait(); s.close() })
+	return s, cancel, &wg
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// spareDirs lists the spare work directories and the pids their daemons wrote, waiting until n are ready.
+func spareDirs(t *testing.T, dir string, n int) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := map[string]int{}
+		ents, _ := os.ReadDir(dir)
+		for _, de := range ents {
+			b, err := os.ReadFile(filepath.Join(dir, de.Name(), sparePidFile))
+			if pid, perr := strconv.Atoi(string(b)); err == nil && perr == nil {
+				out[de.Name()] = pid
+			}
+		}
+		if len(out) == n && len(ents) == n {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %d ready spares in %s, have %v (%d directories)", n, dir, out, len(ents))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// niceOf reads a process's nice value from /proc (the 19th field of stat).
+func niceOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	n, err := strconv.Atoi(f[16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.Alive(pid) {
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); strings.Contains(string(b), ") Z ") {
+			return // ended, not yet reaped by its parent
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still runs", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLazySpares(t *testing.T) {
+	bin := fakeLazyPages(t)
+	ck := &checkpoint.Checkpoint{ID: checkpoint.NewID(time.Now()), Dir: t.TempDir()}
+	ctx := context.Background()
+
+	t.Run("a clone takes the spare and a new one is started after it", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		s.prepare(ck)
+		first := spareDirs(t, dir, 1)
+		start, end := s.begin(ck)
+		work := filepath.Join(t.TempDir(), "restore-work")
+		if err := os.MkdirAll(work, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		lp, err := start(ctx, work)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, pid := range first {
+			if lp.Pid() != pid {
+				t.Fatalf("the clone got daemon %d, not the spare %d", lp.Pid(), pid)
+			}
+			if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+				t.Fatalf("the spare's directory is still there: %v", err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(work, "lazy-pages.socket")); err != nil {
+			t.Fatalf("the daemon's socket did not move with its directory: %v", err)
+		}
+		if cwd, _ := os.Readlink("/proc/" + strconv.Itoa(lp.Pid()) + "/cwd"); cwd != work {
+			t.Fatalf("the daemon works in %q, want %q", cwd, work)
+		}
+		if len(spareDirs(t, dir, 0)) != 0 {
+			t.Fatal("a spare was started while a clone was starting")
+		}
+		end()
+		end() // a second call changes nothing
+		if n := niceOf(t, lp.Pid()); n != lazyNice {
+			t.Fatalf("the clone's daemon runs at nice %d after its restore, want %d", n, lazyNice)
+		}
+		next := spareDirs(t, dir, 1)
+		for _, pid := range next {
+			if pid == lp.Pid() {
+				t.Fatal("the new spare is the daemon the clone took")
+			}
+			if n := niceOf(t, pid); n != lazyNice {
+				t.Fatalf("a spare runs at nice %d, want %d", n, lazyNice)
+			}
+		}
+		lp.Stop()
+	})
+
+	t.Run("without a spare the clone starts its own daemon; a burst is remembered", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		var ends []func()
+		for i := range 3 {
+			start, end := s.begin(ck)
+			ends = append(ends, end)
+			work := filepath.Join(t.TempDir(), "w"+strconv.Itoa(i))
+			if err := os.MkdirAll(work, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			lp, err := start(ctx, work)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lp.Stop()
+		}
+		ends[0]()
+		ends[1]()
+		if len(spareDirs(t, dir, 0)) != 0 {
+			t.Fatal("spares were started before the burst ended")
+		}
+		ends[2]()
+		spareDirs(t, dir, 3)
+	})
+
+	t.Run("removing the snapshot stops its spares", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		s.prepare(ck)
+		pids := spareDirs(t, dir, 1)
+		s.drop(ck.ID)
+		for _, pid := range pids {
+			waitGone(t, pid)
+		}
+		spareDirs(t, dir, 0)
+		start, end := s.begin(ck)
+		defer end()
+		work := t.TempDir()
+		lp, err := start(ctx, work)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lp.Stop()
+		for _, pid := range pids {
+			if lp.Pid() == pid {
+				t.Fatal("a dropped spare was used")
+			}
+		}
+	})
+
+	t.Run("a new agent stops the spares an ended one left", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		ctx1, cancel1 := context.WithCancel(context.Background())
+		var wg1 sync.WaitGroup
+		old := newLazySpares(ctx1, dir, bin, slog.Default(), &wg1)
+		old.prepare(ck)
+		pids := spareDirs(t, dir, 1)
+		cancel1()
+		wg1.Wait() // the agent "crashed": its spares were not closed
+		newTestSpares(t, dir, bin)
+		for _, pid := range pids {
+			waitGone(t, pid)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("the old spares' directory is still there: %v", err)
+		}
+	})
+
+	t.Run("close stops every spare", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, cancel, wg := newTestSpares(t, dir, bin)
+		s.prepare(ck)
+		pids := spareDirs(t, dir, 1)
+		cancel()
+		wg.Wait()
+		s.close()
+		for _, pid := range pids {
+			waitGone(t, pid)
+		}
+		s.prepare(ck) // after close: nothing is started
+		time.Sleep(100 * time.Millisecond)
+		spareDirs(t, dir, 0)
+	})
+}
