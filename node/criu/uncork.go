@@ -28,8 +28,8 @@ var ErrPeerNotFound = errors.New("no local process holds the other end of the co
 func UncorkPeer(c *net.TCPConn) error {
 	local, ok1 := c.LocalAddr().(*net.TCPAddr)
 	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
-	if !ok1 || !ok2 || !remote.IP.IsLoopback() {
-		return fmt.Errorf("%w: %v is not on loopback", ErrPeerNotFound, c.RemoteAddr())
+	if !ok1 || !ok2 || !remote.IP.IsLoopback() || remote.IP.To4() == nil || local.IP.To4() == nil {
+		return fmt.Errorf("%w: %v is not on IPv4 loopback", ErrPeerNotFound, c.RemoteAddr())
 	}
 	// The peer's socket: local address = our remote, remote address = our local.
 	inode, err := socketInode("/proc/self/net/tcp", remote.AddrPort(), local.AddrPort())
@@ -81,7 +81,8 @@ func socketInode(table string, local, remote netip.AddrPort) (uint64, error) {
 	return 0, fmt.Errorf("%w: no socket %v -> %v", ErrPeerNotFound, local, remote)
 }
 
-// procAddr writes an IPv4 address and port as /proc/net/tcp does (little-endian hex address, hex port).
+// procAddr writes an IPv4 address and port as /proc/net/tcp does (little-endian hex address, hex port); ap
+// must be IPv4 (or IPv4-mapped).
 func procAddr(ap netip.AddrPort) string {
 	a := ap.Addr().Unmap().As4()
 	return fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], ap.Port())

@@ -80,6 +80,28 @@ func TestUncorkPeerNotLoopback(t *testing.T) {
 	}
 }
 
+func TestUncorkPeerIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback")
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := UncorkPeer(s.(*net.TCPConn)); !errors.Is(err, ErrPeerNotFound) {
+		t.Fatalf("got %v, want ErrPeerNotFound", err)
+	}
+}
+
 func TestProcAddr(t *testing.T) {
 	if got := procAddr(netip.MustParseAddrPort("127.0.0.1:8080")); got != "0100007F:1F90" {
 		t.Fatalf("procAddr = %s", got)
