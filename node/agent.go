@@ -53,6 +53,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
+	if err := runtime.WriteFileAtomic(filepath.Join(cfg.DataDir, criuPrivateNetConf), []byte(runtime.CriuConfigPrivateNet), 0o600); err != nil {
+		return nil, err
+	}
 	st, err := images.Open(filepath.Join(cfg.DataDir, "images"), cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("opening the image store: %w", err)
@@ -149,6 +152,17 @@ func (a *Agent) Get(name string) (Container, error) {
 
 func (a *Agent) checkpointsDir(name string) string {
 	return filepath.Join(a.cfg.DataDir, "checkpoints", name)
+}
+
+// criuPrivateNetConf, in the data directory, is the CRIU configuration of containers with their own network.
+const criuPrivateNetConf = "criu-private-net.conf"
+
+// criuConfig is the CRIU configuration file for a container on network net (see runtime.CriuConfigPrivateNet).
+func (a *Agent) criuConfig(net string) string {
+	if net == runtime.NetHost {
+		return ""
+	}
+	return filepath.Join(a.cfg.DataDir, criuPrivateNetConf)
 }
 
 func (a *Agent) cgroupsPath(name string) string {

@@ -128,7 +128,7 @@ func (a *Agent) start(ctx context.Context, e *entry, sc runtime.ShimConfig) erro
 	}
 	spec := runtime.BuildSpec(runtime.SpecConfig{
 		Hostname: c.Config.Name, RootfsPath: e.rootfs(), Args: c.Config.Args, Env: c.Config.Env, Cwd: c.Config.Cwd,
-		MemoryBytes: c.Config.MemoryBytes, Net: c.Config.Net, CgroupsPath: a.cgroupsPath(c.Config.Name),
+		MemoryBytes: c.Config.MemoryBytes, Net: c.Config.Net, CgroupsPath: a.cgroupsPath(c.Config.Name), CriuConfig: a.criuConfig(c.Config.Net),
 	})
 	if err := runtime.WriteBundle(e.bundle(), spec); err != nil {
 		_ = runtime.Unmount(e.rootfs())

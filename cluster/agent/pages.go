@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryhq/ferry/node/criu"
 	"github.com/ferryhq/ferry/transfer/sshx"
 	"github.com/ferryhq/ferry/transfer/stripe"
 )
@@ -270,7 +271,13 @@ func (a *Agent) openPageTunnel(ctx context.Context, targetAddr, id string) (*pag
 			return
 		}
 		defer c.Close()
-		t.result <- a.sendPages(ctx, c.(*net.TCPConn), lanes, opts)
+		tc := c.(*net.TCPConn)
+		go func() { // CRIU corks its connection; uncorked, its close request does not wait out the kernel's timer
+			if err := criu.UncorkPeer(tc); err != nil {
+				a.log.Debug("could not uncork CRIU's page-server connection; its close will wait up to 200 ms", "err", err)
+			}
+		}()
+		t.result <- a.sendPages(ctx, tc, lanes, opts)
 	}()
 	return t, nil
 }

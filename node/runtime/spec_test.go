@@ -23,6 +23,13 @@ func TestBuildSpec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if got := BuildSpec(tt.cfg).Annotations["org.criu.config"]; got != "" {
+				t.Errorf("CRIU configuration %q without one asked for", got)
+			}
+			tt.cfg.CriuConfig = "/d/criu.conf"
+			if got := BuildSpec(tt.cfg).Annotations["org.criu.config"]; got != "/d/criu.conf" {
+				t.Errorf("CRIU configuration %q, want /d/criu.conf", got)
+			}
 			tt.cfg.Args, tt.cfg.CgroupsPath, tt.cfg.RootfsPath = []string{"sh"}, "/ferry/vg-1/np", "/r"
 			tt.cfg.Env = []string{"PATH=/bin", "FOO=bar"}
 			s := BuildSpec(tt.cfg)
