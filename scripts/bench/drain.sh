@@ -164,10 +164,13 @@ bd_drain() {
 		bench_samples alone_downtime_ms ms "${BD_ALONE_DOWNS[@]}"
 		bench_samples alone_gap_ms ms "${BD_ALONE_GAPS[@]}"
 	fi
+	local cpu0
+	cpu0=$(bench_cpu_ticks)
 	t0=$(bench_now_ms)
 	bd_ferry "${BD_HOSTS[1]}" node drain "${BD_HOSTS[0]}" --max-parallel "$p" -o json >"$rep" 2>>"$BENCH_TMP/bd-drain.log" ||
 		{ cat "$rep" >&2; bench_die "ferry node drain --max-parallel $p failed (see $BENCH_TMP/bd-drain.log)"; }
 	t1=$(bench_now_ms)
+	BD_CPU[$p]=$(bench_cpu_busy "$cpu0" "$(bench_cpu_ticks)")
 	for i in $(seq "$BD_N"); do
 		name=p$p-$i
 		bench_wait 30 "$name going on" bd_ticked "$name" $(($(bd_last_tick "$name") + 3)) >/dev/null || bench_die "$name did not go on after the drain"
@@ -229,7 +232,7 @@ bench_drain() {
 	[ "$(id -u)" -eq 0 ] || bench_die "the drain benchmark makes network namespaces and runs agents: run it as root"
 	bench_begin drain
 	local memload
-	declare -gA BD_TOOK BD_WALL BD_DOWN_MAX BD_DOWN_MED BD_GAP_MAX BD_SPREAD BD_LOST BD_ALONE_DOWN_OF BD_ALONE_GAP_OF
+	declare -gA BD_CPU BD_TOOK BD_WALL BD_DOWN_MAX BD_DOWN_MED BD_GAP_MAX BD_SPREAD BD_LOST BD_ALONE_DOWN_OF BD_ALONE_GAP_OF
 	declare -ga BD_ALONE_DOWNS=() BD_ALONE_GAPS=() BD_RATIOS=()
 	memload=$(bench_memload)
 	BD_IMAGE_TAR=$BENCH_TMP/bd-busybox.tar
@@ -245,9 +248,12 @@ bench_drain() {
 	bench_figure drain_p1_ms "drain of $BD_N x 64 MiB, --max-parallel 1" "${BD_TOOK[1]}" ms
 	bench_figure drain_p3_ms "drain of $BD_N x 64 MiB, --max-parallel 3" "${BD_TOOK[3]}" ms
 	bench_figure drain_p3_vs_p1 "time with --max-parallel 3 / with 1" "$ratio" ratio "<=0.7"
+	bench_figure drain_p1_cpu_busy_pct "--max-parallel 1: the machine's CPUs busy during the drain" "${BD_CPU[1]}" %
+	bench_figure drain_p3_cpu_busy_pct "--max-parallel 3: the machine's CPUs busy during the drain" "${BD_CPU[3]}" %
 	bench_figure drain_p1_downtime_max_ms "--max-parallel 1: longest downtime of a container (reported)" "${BD_DOWN_MAX[1]}" ms
 	bench_figure drain_p1_downtime_median_ms "--max-parallel 1: median downtime (reported)" "${BD_DOWN_MED[1]}" ms
 	bench_figure drain_p1_vs_alone "--max-parallel 1: worst of each container's downtime / its own downtime migrated alone" "$worst" ratio "<=1.2"
+	bench_note "drain --max-parallel 1, each container's downtime / its own migrated alone: ${BD_RATIOS[*]}"
 	bench_figure drain_p1_vs_alone_median "--max-parallel 1: median of those ratios" "$(bench_stat median "${BD_RATIOS[@]}")" ratio
 	bench_figure drain_p1_gap_max_ms "--max-parallel 1: longest gap in a workload's own output" "${BD_GAP_MAX[1]}" ms
 	bench_figure drain_p3_downtime_max_ms "--max-parallel 3: longest downtime of a container (reported)" "${BD_DOWN_MAX[3]}" ms

@@ -15,6 +15,11 @@ bench_die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 # bench_now_ms: wall-clock milliseconds since the epoch.
 bench_now_ms() { date +%s%3N; }
 
+# bench_cpu_ticks: the machine's CPU time so far as "busy total" (jiffies of all CPUs, from /proc/stat);
+# bench_cpu_busy BEFORE AFTER: the share of the CPUs' time that was busy between two such readings, in %.
+bench_cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+bench_cpu_busy() { python3 -c "import sys; b0, t0, b1, t1 = map(int, sys.argv[1:]); print(round(100 * (b1 - b0) / max(1, t1 - t0), 1))" $1 $2; }
+
 # bench_on_exit CMD...: runs CMD at exit (the EXIT trap of bench.sh runs them, last registered first).
 BENCH_EXIT_HOOKS=()
 bench_on_exit() { BENCH_EXIT_HOOKS+=("$*"); }
