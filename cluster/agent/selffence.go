@@ -12,7 +12,8 @@ import (
 // cluster sees it dead and, after the fencing delay, restores its containers with periodic snapshots
 // elsewhere, while the node itself still runs them. So an agent that has heard from no leader for half the
 // fencing delay freezes (cgroup freezer, as runc pause) each of its running containers that has periodic
-// snapshots: by the time the cluster restores one elsewhere, this copy no longer runs. When the agent hears
+// snapshots, when the other voters could elect a leader without it (not in a cluster of two): by the time the
+// cluster restores one elsewhere, this copy no longer runs. When the agent hears
 // from a leader again, it catches up with the cluster's state, removes the containers that were restored
 // elsewhere meanwhile (the fence pass) and thaws the others, which lost nothing.
 
@@ -35,12 +36,40 @@ func (a *Agent) runSelfFence() {
 		}
 		away := a.store.OutOfTouch()
 		switch {
-		case away > after:
+		case away > after && a.othersCouldFailOver():
 			a.freezeProtected(away, frozen)
 		case len(frozen) > 0 && away < time.Second:
 			a.thawAfterContact(frozen)
 		}
 	}
+}
+
+// othersCouldFailOver reports whether the other voters of the raft configuration this node knows could elect
+// a leader without it, and so restore its containers elsewhere. In a cluster of two (or one), they cannot:
+// freezing would only stop containers that nothing else can take over.
+func (a *Agent) othersCouldFailOver() bool {
+	servers, err := a.store.Servers()
+	if err != nil {
+		return true // unknown: be safe
+	}
+	voters, self := 0, false
+	for _, sv := range servers {
+		if sv.Voter {
+			voters++
+			self = self || sv.Name == a.cfg.Name
+		}
+	}
+	return canElectWithout(voters, self)
+}
+
+// canElectWithout reports whether the voters other than this node (a voter itself when self) make a majority
+// of all voters.
+func canElectWithout(voters int, self bool) bool {
+	others := voters
+	if self {
+		others--
+	}
+	return others >= voters/2+1
 }
 
 // freezeProtected freezes the running containers that a failover would restore elsewhere.
