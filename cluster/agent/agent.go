@@ -280,14 +280,7 @@ func (a *Agent) startGossip(first bool) error {
 // After a partition longer than memberlist keeps gossiping to the dead, both sides consider the other dead
 // and neither would ever contact the other again; this heals it once the link is back.
 func (a *Agent) reconnectGossip() {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-t.C:
-		}
+	tickEvery(a.ctx, 5*time.Second, func() {
 		alive := map[string]bool{}
 		for _, m := range a.members.Members() {
 			if m.Status == cluster.StatusAlive || m.Status == cluster.StatusSuspect {
@@ -305,7 +298,7 @@ func (a *Agent) reconnectGossip() {
 				a.log.Info("gossip reconnected to nodes it had lost", "contacted", n)
 			}
 		}
-	}
+	})
 }
 
 // joinGossip joins the gossip of the agents named by --join and of every node the raft state knows (so an
@@ -366,19 +359,12 @@ func (a *Agent) meta() cluster.NodeMeta {
 // refreshMeta re-gossips the metadata when free memory moved by more than 64 MiB.
 func (a *Agent) refreshMeta() {
 	last := a.meta().FreeMemory
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-t.C:
-		}
+	tickEvery(a.ctx, 5*time.Second, func() {
 		if free := a.meta().FreeMemory; abs(free-last) > 64<<20 {
 			last = free
 			_ = a.members.UpdateMeta(2 * time.Second)
 		}
-	}
+	})
 }
 
 func abs(v int64) int64 {
@@ -489,4 +475,18 @@ func (a *Agent) Close() {
 			_ = a.node.Close()
 		}
 	})
+}
+
+// tickEvery calls fn every d until ctx ends (the agent's background loops).
+func tickEvery(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }

@@ -38,19 +38,12 @@ func (a *Agent) runFailover(ctx context.Context) {
 	if a.cfg.FailoverDelay < 0 {
 		return
 	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	warned := map[string]time.Time{} // node -> the DownSince it was warned about
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tickEvery(ctx, time.Second, func() {
 		st := a.store.State()
 		servers, err := a.store.Servers()
 		if err != nil {
-			continue
+			return
 		}
 		inRaft := map[string]bool{}
 		for _, sv := range servers {
@@ -65,7 +58,7 @@ func (a *Agent) runFailover(ctx context.Context) {
 				a.log.Warn("could not start the failover of a dead node; trying again", "node", n.Name, "err", err)
 			}
 		}
-	}
+	})
 }
 
 // warnUnprotected logs, once per time down, the containers of a node dead for the failover delay that no

@@ -58,19 +58,14 @@ func (a *Agent) placementExpected(name string) bool {
 }
 
 func (a *Agent) runFence() {
-	t := time.NewTicker(fenceEvery)
-	defer t.Stop()
-	for i := 1; ; i++ {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-t.C:
-		}
+	i := 0
+	tickEvery(a.ctx, fenceEvery, func() {
+		i++
 		a.fenceOnce(a.ctx)
 		if i%20 == 0 {
 			a.dropForgottenSnapshots()
 		}
-	}
+	})
 }
 
 // forgottenAge is how old a snapshot's data must be before it is removed for not being in the cluster's

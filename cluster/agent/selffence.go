@@ -26,14 +26,7 @@ func (a *Agent) runSelfFence() {
 	}
 	after := a.cfg.FailoverDelay / 2
 	frozen := map[string]bool{}
-	t := time.NewTicker(selfFenceEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-t.C:
-		}
+	tickEvery(a.ctx, selfFenceEvery, func() {
 		away := a.store.OutOfTouch()
 		switch {
 		case away > after && a.othersCouldFailOver():
@@ -41,7 +34,7 @@ func (a *Agent) runSelfFence() {
 		case len(frozen) > 0 && away < time.Second:
 			a.thawAfterContact(frozen)
 		}
-	}
+	})
 }
 
 // othersCouldFailOver reports whether the other voters of the raft configuration this node knows could elect

@@ -35,21 +35,14 @@ func checkPeriodic(every time.Duration, keep int) error {
 
 // runPeriodicSnapshots is a leader loop; it returns when ctx ends (leadership lost).
 func (a *Agent) runPeriodicSnapshots(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tickEvery(ctx, time.Second, func() {
 		for _, c := range a.store.State().ContainerList() {
 			if c.Config.SnapshotEvery <= 0 || c.Desired != cluster.DesiredRunning {
 				continue
 			}
 			a.periodicSnapshot(ctx, c)
 		}
-	}
+	})
 }
 
 func (a *Agent) periodicSnapshot(ctx context.Context, c *cluster.Container) {
