@@ -176,6 +176,12 @@ func (a *Agent) lockForCRIU(name, why string, states ...string) (e *entry, unloc
 	if err := a.criuReady(); err != nil {
 		return nil, nil, err
 	}
+	return a.lockIn(name, why, states...)
+}
+
+// lockIn serialises an operation on a container that must exist and be in one of states (else the error says
+// so, with why); the caller must call unlock when done.
+func (a *Agent) lockIn(name, why string, states ...string) (e *entry, unlock func(), err error) {
 	if e, err = a.lookup(name); err != nil {
 		return nil, nil, err
 	}

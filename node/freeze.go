@@ -8,15 +8,11 @@ import (
 // Freeze stops a running container's processes where they are (the cgroup freezer, as `runc pause`): its
 // memory and files stay, nothing of it runs. why becomes the container's note. Thaw lets it go on.
 func (a *Agent) Freeze(ctx context.Context, name, why string) error {
-	e, err := a.lookup(name)
+	e, unlock, err := a.lockIn(name, "only a running container can be frozen", StateRunning)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if c := e.snapshot(); c.State != StateRunning {
-		return fmt.Errorf("%w: container %s is %s, not running", ErrState, name, c.State)
-	}
+	defer unlock()
 	if err := a.runc.Pause(ctx, name); err != nil {
 		return fmt.Errorf("freezing %s: %w", name, err)
 	}

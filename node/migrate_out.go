@@ -122,15 +122,11 @@ func (a *Agent) thaw(ctx context.Context, e *entry) {
 // FinishMigration ends the source side of a migration. With commit (the target runs the container) the
 // frozen copy is killed and everything of it removed from this node; without, it is thawed and goes on.
 func (a *Agent) FinishMigration(ctx context.Context, name string, commit bool) error {
-	e, err := a.lookup(name)
+	e, unlock, err := a.lockIn(name, "only a migrating container's migration can be finished", StateMigrating)
 	if err != nil {
 		return err
 	}
-	e.op.Lock()
-	defer e.op.Unlock()
-	if c := e.snapshot(); c.State != StateMigrating {
-		return fmt.Errorf("%w: container %s is %s, not migrating", ErrState, name, c.State)
-	}
+	defer unlock()
 	defer os.RemoveAll(a.migrationDir(name))
 	if !commit {
 		a.thaw(ctx, e)
