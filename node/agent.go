@@ -47,14 +47,23 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := closeInheritedOnExec(); err != nil {
+		return nil, fmt.Errorf("marking inherited descriptors close-on-exec: %w", err)
+	}
 	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "containers"),
 		filepath.Join(cfg.DataDir, "checkpoints"), filepath.Join(cfg.DataDir, "runc")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
-	if err := runtime.WriteFileAtomic(filepath.Join(cfg.DataDir, criuPrivateNetConf), []byte(runtime.CriuConfigPrivateNet), 0o600); err != nil {
-		return nil, err
+	maskDir, err := criu.MaskDir(cfg.DataDir)
+	if err != nil {
+		cfg.Logger.Warn("masked directories of restored containers will be bound from a plain empty directory", "node", cfg.Name, "err", err)
+	}
+	for net, file := range criuConfFiles {
+		if err := runtime.WriteFileAtomic(filepath.Join(cfg.DataDir, file), []byte(runtime.CriuConfig(net, maskDir)), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	st, err := images.Open(filepath.Join(cfg.DataDir, "images"), cfg.Logger)
 	if err != nil {
@@ -111,6 +120,7 @@ func (a *Agent) Close() error {
 	a.spares.close()
 	a.abortAllIncoming()
 	criu.ReleaseKdat(a.cfg.DataDir)
+	criu.ReleaseMaskDir(a.cfg.DataDir)
 	return nil
 }
 
@@ -154,15 +164,17 @@ func (a *Agent) checkpointsDir(name string) string {
 	return filepath.Join(a.cfg.DataDir, "checkpoints", name)
 }
 
-// criuPrivateNetConf, in the data directory, is the CRIU configuration of containers with their own network.
-const criuPrivateNetConf = "criu-private-net.conf"
+// criuConfFiles, in the data directory, are the CRIU configurations of containers by network (see
+// runtime.CriuConfig). A container's file is named in its spec when it is created; the agent rewrites them at
+// each start.
+var criuConfFiles = map[string]string{runtime.NetNone: "criu-private-net.conf", runtime.NetHost: "criu-host-net.conf"}
 
-// criuConfig is the CRIU configuration file for a container on network net (see runtime.CriuConfigPrivateNet).
+// criuConfig is the CRIU configuration file for a container on network net.
 func (a *Agent) criuConfig(net string) string {
-	if net == runtime.NetHost {
-		return ""
+	if net == "" {
+		net = runtime.NetNone
 	}
-	return filepath.Join(a.cfg.DataDir, criuPrivateNetConf)
+	return filepath.Join(a.cfg.DataDir, criuConfFiles[net])
 }
 
 func (a *Agent) cgroupsPath(name string) string {

@@ -75,10 +75,10 @@ func (a *Agent) dump(ctx context.Context, e *entry, pend *checkpoint.Pending, op
 	start := time.Now()
 	if opts.LeaveRunning {
 		ph.phase("freezing", "")
-		if err := a.runc.Pause(ctx, name); err != nil {
+		if err := a.pause(ctx, name); err != nil {
 			return 0, fmt.Errorf("freezing %s: %w", name, err)
 		}
-		defer func() { _ = a.runc.Resume(context.WithoutCancel(ctx), name) }()
+		defer func() { _ = a.resume(context.WithoutCancel(ctx), name) }()
 	}
 	ph.phase("dumping", "CRIU dumps the container's memory and state")
 	if err := a.runc.Checkpoint(ctx, name, ro); err != nil {
@@ -108,7 +108,7 @@ func (a *Agent) afterFailedDump(ctx context.Context, e *entry) {
 	c := e.snapshot()
 	if st, err := a.runc.State(ctx, c.Config.Name); err == nil && (st.Status == "running" || st.Status == "paused") {
 		if st.Status == "paused" {
-			_ = a.runc.Resume(ctx, c.Config.Name)
+			_ = a.resume(ctx, c.Config.Name)
 		}
 		_ = e.update(func(c *Container) { c.State = StateRunning })
 		return

@@ -71,7 +71,7 @@ func (a *Agent) dumpFrozen(ctx context.Context, e *entry, dir string, opts Migra
 	c := e.snapshot()
 	name := c.Config.Name
 	frozenAt := time.Now()
-	if err := a.runc.Pause(ctx, name); err != nil {
+	if err := a.pause(ctx, name); err != nil {
 		return nil, fmt.Errorf("freezing %s: %w", name, err)
 	}
 	// Frozen, the writable layer, the record and the log no longer change: they are gathered while CRIU dumps.
@@ -110,7 +110,7 @@ func (a *Agent) dumpFrozen(ctx context.Context, e *entry, dir string, opts Migra
 // thaw resumes a container frozen for a migration that did not happen. Holds e.op.
 func (a *Agent) thaw(ctx context.Context, e *entry) {
 	name := e.snapshot().Config.Name
-	if err := a.runc.Resume(ctx, name); err != nil {
+	if err := a.resume(ctx, name); err != nil {
 		a.log.Error("could not thaw the container after a failed migration", "container", name, "err", err)
 	}
 	_ = e.update(func(c *Container) { c.State = StateRunning })
@@ -137,7 +137,7 @@ func (a *Agent) FinishMigration(ctx context.Context, name string, commit bool) e
 	// Killed while frozen: the pending SIGKILL ends every process as soon as the cgroup thaws, before any
 	// of them runs again, so the container never runs here after the target took it over.
 	_ = a.runc.Kill(ctx, name, syscall.SIGKILL, true)
-	_ = a.runc.Resume(ctx, name)
+	_ = a.resume(ctx, name)
 	waitFor(ctx, c.ShimPid, 10*time.Second)
 	a.release(ctx, e)
 	a.forget(e)

@@ -76,7 +76,7 @@ func (a *Agent) reattachOne(ctx context.Context, e *entry) bool {
 		return true
 	}
 	if st.Status == "paused" {
-		_ = a.runc.Resume(ctx, name) // a checkpoint paused it and the agent died before resuming it
+		_ = a.resume(ctx, name) // a checkpoint paused it and the agent died before resuming it
 	}
 	note := ""
 	if c.State != StateRunning {
@@ -117,6 +117,7 @@ func (a *Agent) removeAllPending() {
 		a.log.Info("removed an unfinished checkpoint or incoming migration", "dir", m)
 	}
 	_ = os.RemoveAll(filepath.Join(a.cfg.DataDir, "migrations"))
+	a.reapEarlyLazy()
 }
 
 // removePending removes checkpoint directories that an interrupted checkpoint left unfinished.
