@@ -27,6 +27,7 @@ type Incoming struct {
 	PagePort   int    `json:"page_port,omitempty"` // the page server's port on this node's loopback
 	pend       *checkpoint.Pending
 	pageServer *criu.PageServer
+	lazy       *earlyLazy // the restore's lazy-pages daemon, started ahead (nil: restores are not lazy)
 	expiry     *time.Timer
 }
 
@@ -67,6 +68,9 @@ func (a *Agent) PrepareIncoming(ctx context.Context, id, name string, pageServer
 		// Remembered so that an agent restarted before the migration ended can stop it.
 		_ = os.WriteFile(filepath.Join(pend.Dir, pageServerPidFile), []byte(strconv.Itoa(ps.Pid)), 0o600)
 	}
+	if a.lazyOK() {
+		in.lazy = a.startEarlyLazy(id, pend.ImagesDir())
+	}
 	a.incoming.mu.Lock()
 	if a.incoming.m == nil {
 		a.incoming.m = map[string]*Incoming{}
@@ -83,9 +87,10 @@ func (a *Agent) PrepareIncoming(ctx context.Context, id, name string, pageServer
 	return in, nil
 }
 
-// abort stops the page server and removes what arrived.
+// abort stops the page server and the lazy-pages daemon and removes what arrived.
 func (in *Incoming) abort() {
 	in.pageServer.Stop()
+	in.lazy.stop()
 	in.pend.Abort()
 }
 
@@ -177,8 +182,9 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 	if a.cfg.Fault("break-restore") {
 		_ = os.Truncate(filepath.Join(ck.ImagesDir(), "inventory.img"), 3)
 	}
-	rep, err := a.restoreMigrated(ctx, ck, rec, logPath, progress)
+	rep, err := a.restoreMigrated(ctx, ck, rec, logPath, in.lazy.starter(a, ck), progress)
 	if err != nil {
+		in.lazy.stop()
 		_ = os.RemoveAll(ck.Dir)
 		return nil, err
 	}
@@ -237,7 +243,7 @@ func mergeInto(src, dst string) error {
 }
 
 // restoreMigrated registers the container with its log from the source and restores it from ck.
-func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, rec ContainerConfig, logPath string, progress ProgressFunc) (*RestoreReport, error) {
+func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, rec ContainerConfig, logPath string, lazy lazyStart, progress ProgressFunc) (*RestoreReport, error) {
 	e, err := a.register(rec)
 	if err != nil {
 		return nil, err
@@ -250,7 +256,7 @@ func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, 
 	}
 	_ = e.update(func(c *Container) { c.State = StateCheckpointed; c.Checkpoint = ck.ID })
 	ph := newPhaser(progress)
-	pid, err := a.restoreFrom(ctx, e, ck, rec, a.freshLazy(ck), ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, lazy, ph)
 	if err != nil {
 		a.forget(e)
 		return nil, err
