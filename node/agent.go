@@ -77,7 +77,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg.Logger.Info("CRIU runs with a tmpfs /run of this node's, where it keeps its kernel probe (the host's /run is not a tmpfs)",
 			"node", cfg.Name, "launcher", env.Launcher)
 		cfg.Criu = env.Criu
-		rc.Criu, rc.Launcher = env.Real, env.Launcher
+		rc.Criu, rc.RunDir = env.Real, env.RunDir
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	a := &Agent{

@@ -44,10 +44,12 @@ type KdatEnv struct {
 	// Criu is the executable to start CRIU with (go-criu's swrk, lazy-pages, the probe): a script that runs
 	// the real CRIU through Launcher.
 	Criu string
-	// Launcher runs the command given as its arguments with the node's tmpfs as /run. A program that runs
-	// CRIU and hands it files it opened itself (runc checkpoint and restore: CRIU mounts below the work dir
-	// runc opened) must itself run in that namespace, through Launcher, with Real as its CRIU.
+	// Launcher runs the command given as its arguments with the node's tmpfs as /run.
 	Launcher string
+	// RunDir is that tmpfs. A program that runs CRIU and hands it files it opened itself (runc checkpoint
+	// and restore: CRIU mounts below the work dir runc opened) must itself run in such a namespace, with Real
+	// as its CRIU (runtime.Runc.RunDir makes the namespace in-process, without Launcher).
+	RunDir string
 	// Real is the CRIU binary's absolute path.
 	Real string
 }
@@ -83,7 +85,7 @@ func KdatLauncher(ctx context.Context, dataDir, binary string) (KdatEnv, error) 
 			return plain, fmt.Errorf("mounting a tmpfs on %s for CRIU's kernel probe: %w", dir, err)
 		}
 	}
-	env := KdatEnv{Launcher: filepath.Join(dataDir, launcherName), Criu: filepath.Join(dataDir, criuName), Real: abs}
+	env := KdatEnv{Launcher: filepath.Join(dataDir, launcherName), Criu: filepath.Join(dataDir, criuName), Real: abs, RunDir: dir}
 	// Private propagation: nothing mounted in there reaches the host (the bind on /run above all).
 	scripts := map[string]string{
 		env.Launcher: fmt.Sprintf(`#!/bin/sh

@@ -20,9 +20,9 @@ type Runc struct {
 	Root string
 	// Criu is the criu executable runc should use; empty lets runc find "criu" on PATH.
 	Criu string
-	// Launcher, if set, runs the runc commands that run CRIU (checkpoint, restore): it runs its arguments in the
-	// environment CRIU needs (see criu.KdatEnv).
-	Launcher string `json:"launcher,omitempty"`
+	// RunDir, if set, is the tmpfs that runc commands that run CRIU (checkpoint, restore) get as /run, where
+	// CRIU keeps its kernel probe (see criu.KdatEnv and startWithRun).
+	RunDir string `json:"run_dir,omitempty"`
 	// Log, if set, receives runc's own log (JSON lines) instead of its stderr: for runs whose stderr is a
 	// container's (the shim's), so that runc's warnings do not land in the container's log.
 	Log string `json:"log,omitempty"`
@@ -47,14 +47,15 @@ func (r *Runc) Args(args ...string) []string {
 	return append(g, args...)
 }
 
-// CRIUCommand is Command for a runc command that runs CRIU: through Launcher when there is one.
-func (r *Runc) CRIUCommand(ctx context.Context, args ...string) *exec.Cmd {
-	if r.Launcher == "" {
-		return r.Command(ctx, args...)
+// RunCRIU runs cmd, a runc command that runs CRIU (made by Command): with RunDir as its /run when there is one.
+func (r *Runc) RunCRIU(cmd *exec.Cmd) error {
+	if r.RunDir == "" {
+		return cmd.Run()
 	}
-	cmd := exec.CommandContext(ctx, r.Launcher, append([]string{r.bin()}, r.Args(args...)...)...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
-	return cmd
+	if err := startWithRun(cmd, r.RunDir); err != nil {
+		return err
+	}
+	return cmd.Wait()
 }
 
 // Command returns an exec.Cmd for runc with the global arguments set.
@@ -218,9 +219,11 @@ func (r *Runc) Checkpoint(ctx context.Context, id string, o CheckpointOptions) e
 		args = append(args, "--page-server", o.PageServer)
 	}
 	args = append(args, id)
-	_, err := r.runCmd(r.CRIUCommand(ctx, args...), args)
-	if err != nil {
-		return fmt.Errorf("%w (CRIU's log: %s/dump.log)", err, o.WorkPath)
+	cmd := r.Command(ctx, args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := r.RunCRIU(cmd); err != nil {
+		return fmt.Errorf("%w (CRIU's log: %s/dump.log)", runcError(args, errb.String(), err), o.WorkPath)
 	}
 	return nil
 }

@@ -214,12 +214,13 @@ func startWithRunc(cfg ShimConfig, stdout, stderr *os.File) error {
 	}
 	defer devnull.Close()
 	cmd := exec.Command(cfg.Runc.bin(), cfg.Runc.Args(args...)...)
-	if cfg.Mode == ShimRestore {
-		cmd = cfg.Runc.CRIUCommand(context.Background(), args...)
-	}
 	cmd.Dir = cfg.Bundle
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, stdout, stderr
-	if err := cmd.Run(); err != nil {
+	run := cmd.Run
+	if cfg.Mode == ShimRestore {
+		run = func() error { return cfg.Runc.RunCRIU(cmd) }
+	}
+	if err := run(); err != nil {
 		what := "runc " + string(cfg.Mode)
 		if cfg.Mode == ShimRestore {
 			return fmt.Errorf("%s failed (%v); CRIU's log: %s", what, err, filepath.Join(cfg.WorkPath, "restore.log"))
