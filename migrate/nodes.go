@@ -52,7 +52,7 @@ type DumpResult struct {
 	DumpTook    time.Duration   `json:"dump_took"`
 	PagesBytes  int64           `json:"pages_bytes"`  // through the page-server tunnel
 	PagesWire   int64           `json:"pages_wire"`   // those bytes as sent (compressed) on the SSH channel
-	PagesSHA256 string          `json:"pages_sha256"` // of the pages, as the source's CRIU sent them
+	PagesDigest string          `json:"pages_digest"` // of the pages as the source's CRIU sent them (see transfer/stripe)
 	StreamRaw   int64           `json:"stream_raw"`   // the rest, before compression
 	StreamWire  int64           `json:"stream_wire"`  // the rest, on the wire
 	Files       int             `json:"files"`

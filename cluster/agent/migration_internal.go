@@ -13,6 +13,7 @@ import (
 	"github.com/ferryhq/ferry/migrate"
 	"github.com/ferryhq/ferry/node"
 	"github.com/ferryhq/ferry/node/api"
+	"github.com/ferryhq/ferry/transfer/stripe"
 )
 
 // Internal, agent-to-agent steps of a migration and of image distribution; the leader calls them.
@@ -96,7 +97,8 @@ func (a *Agent) dumpAndSend(ctx context.Context, j migrate.Job) (*migrate.DumpRe
 	if err != nil {
 		tctx, cancel := context.WithTimeout(ctx, time.Second)
 		if sum := tun.Wait(tctx); sum.Err != nil && !errors.Is(sum.Err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w (page tunnel to %s: %v)", err, j.Target, sum.Err)
+			// The tunnel's failure comes first: CRIU only saw its page server go away.
+			err = fmt.Errorf("page tunnel to %s: %v; CRIU's dump stopped with it: %w", j.Target, sum.Err, err)
 		}
 		cancel()
 		return nil, err
@@ -116,7 +118,7 @@ func (a *Agent) dumpAndSend(ctx context.Context, j migrate.Job) (*migrate.DumpRe
 	a.log.Info("migration dump timings", "job", j.ID, "dump", dumped.Sub(md.FrozenAt).Round(time.Millisecond),
 		"tunnel_tail", tunnelled.Sub(dumped).Round(time.Millisecond), "stream", time.Since(tunnelled).Round(time.Millisecond),
 		"frozen_so_far", time.Since(md.FrozenAt).Round(time.Millisecond))
-	res := &migrate.DumpResult{FrozenAt: md.FrozenAt, DumpTook: md.DumpTook, PagesBytes: sum.Bytes, PagesWire: sum.Wire, PagesSHA256: sum.SHA256,
+	res := &migrate.DumpResult{FrozenAt: md.FrozenAt, DumpTook: md.DumpTook, PagesBytes: sum.Bytes, PagesWire: sum.Wire, PagesDigest: sum.Digest,
 		StreamRaw: st.RawBytes, StreamWire: st.WireBytes, Files: st.Files, CRIU: md.CRIU, SentAt: time.Now()}
 	return res, nil
 }
@@ -147,12 +149,15 @@ func (a *Agent) checkAndRestore(ctx context.Context, id string, req restoreReque
 	case <-time.After(30 * time.Second):
 		return nil, fmt.Errorf("%w: no pages arrived through the tunnel for migration %s", migrate.ErrIntegrity, id)
 	}
+	if errors.Is(got.Err, stripe.ErrCorrupt) {
+		return nil, fmt.Errorf("%w: the pages arrived damaged (%v); nothing was restored", migrate.ErrIntegrity, got.Err)
+	}
 	if got.Err != nil {
 		return nil, fmt.Errorf("%w: the page tunnel broke: %v", migrate.ErrIntegrity, got.Err)
 	}
-	if got.SHA256 != req.Dump.PagesSHA256 || got.Bytes != req.Dump.PagesBytes {
-		return nil, fmt.Errorf("%w: the pages hash to %.12s (%d bytes) here, the source sent %.12s (%d bytes); nothing was restored",
-			migrate.ErrIntegrity, got.SHA256, got.Bytes, req.Dump.PagesSHA256, req.Dump.PagesBytes)
+	if got.Digest != req.Dump.PagesDigest || got.Bytes != req.Dump.PagesBytes {
+		return nil, fmt.Errorf("%w: the pages' digest here is %.12s (%d bytes), the source sent %.12s (%d bytes); nothing was restored",
+			migrate.ErrIntegrity, got.Digest, got.Bytes, req.Dump.PagesDigest, req.Dump.PagesBytes)
 	}
 	dir, ok := a.received.take(id)
 	if !ok {

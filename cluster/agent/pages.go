@@ -20,7 +20,8 @@ import (
 // source's loopback) to the target's page server (on the target's loopback). Only agents may open it, and
 // only to the page server of a migration the target prepared. The source-to-target direction is striped
 // over several channels, each on its own SSH connection (transfer/stripe: frames with CRC32C, zstd where
-// it pays); both ends hash the whole stream with SHA-256 and the target compares before it restores, so
+// it pays); both ends make the stream's digest (SHA-256 over every frame's sequence number, length and
+// CRC32C, which the target checks against each frame's bytes) and the target compares before it restores, so
 // the pages are checked end to end. The replies of the page server go back on lane 0; a lane other than
 // 0 carries back, in the other direction, the target's reason if it refused the stream.
 const channelPages = "ferry-pages"
@@ -32,9 +33,10 @@ type pagesHeader struct {
 	Zstd  bool   `json:"zstd,omitempty"` // the sender compresses frames (informational: the receiver takes both)
 }
 
-// pageSum is the hash and size of what went through a page tunnel in the source-to-target direction.
+// pageSum is the digest (see transfer/stripe) and size of what went through a page tunnel in the
+// source-to-target direction.
 type pageSum struct {
-	SHA256 string
+	Digest string
 	Bytes  int64
 	Wire   int64 // bytes that went on the channels (framed, compressed)
 	Err    error
@@ -185,6 +187,9 @@ func (a *Agent) receivePages(ctx context.Context, lanes []*sshx.Channel, port in
 		rs[i] = l
 	}
 	sum, err := stripe.Receive(ctx, rs, conn, stripe.Options{Depth: stripe.DefaultDepth})
+	if errors.Is(err, stripe.ErrCorrupt) {
+		err = fmt.Errorf("the pages arrived damaged, nothing will be restored from them: %w", err)
+	}
 	if err != nil {
 		// Say why on the spare lanes (the source's CRIU only sees its page server go away), then drop it all.
 		for _, l := range lanes[1:] {
@@ -209,7 +214,7 @@ func (a *Agent) receivePages(ctx context.Context, lanes []*sshx.Channel, port in
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return pageSum{Err: fmt.Errorf("page server replies: %w", err)}
 	}
-	return pageSum{SHA256: sum.SHA256, Bytes: sum.Bytes, Wire: sum.Wire}
+	return pageSum{Digest: sum.Digest, Bytes: sum.Bytes, Wire: sum.Wire}
 }
 
 // pageTunnel is the source's end: it listens on the source's loopback for CRIU's connection and forwards it
@@ -260,7 +265,7 @@ func (a *Agent) openPageTunnel(ctx context.Context, targetAddr, id string) (*pag
 	t := &pageTunnel{ln: ln, lanes: lanes, result: make(chan pageSum, 1)}
 	opts := stripe.Options{Compress: zstdOn}
 	if a.fault("corrupt-pages") {
-		opts.Tamper = flipAt(1 << 20) // after the hash, before the frame's CRC and the wire
+		opts.Tamper = flipAt(1 << 20) // after the frame's CRC was taken, before the wire
 	}
 	go func() {
 		defer closeAll()
@@ -338,7 +343,7 @@ func (a *Agent) sendPages(ctx context.Context, c *net.TCPConn, lanes []net.Conn,
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return pageSum{Err: err}
 	}
-	return pageSum{SHA256: sum.SHA256, Bytes: sum.Bytes, Wire: sum.Wire}
+	return pageSum{Digest: sum.Digest, Bytes: sum.Bytes, Wire: sum.Wire}
 }
 
 // Addr is where CRIU on the source sends the pages.

@@ -145,7 +145,7 @@ func TestMigration(t *testing.T) {
 	t.Run("corrupted pages in transit are refused", func(t *testing.T) {
 		c.restartAgent(h1, "--fault", "corrupt-pages")
 		defer c.restartAgent(h1)
-		stillOnSource(t, c.on(h1, "migrate", "victim", h2), "pages hash")
+		stillOnSource(t, c.on(h1, "migrate", "victim", h2), "pages arrived damaged")
 	})
 	t.Run("a restore that fails on the target", func(t *testing.T) {
 		c.restartAgent(h2, "--fault", "break-restore")

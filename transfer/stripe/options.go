@@ -25,8 +25,8 @@ type Options struct {
 	Compress bool
 	// Workers compress frames on the sender. Zero: runtime.GOMAXPROCS(0).
 	Workers int
-	// Tamper, when set, is called with each frame's raw bytes and stream offset after they were hashed and
-	// before their CRC is taken: fault injection for tests of the receiver's end-to-end check.
+	// Tamper, when set, is called with each frame's raw bytes and stream offset after their CRC32C was taken
+	// and before they are encoded: fault injection for tests of the receiver's checks.
 	Tamper func(off int64, raw []byte)
 }
 
@@ -69,9 +69,10 @@ func checkLanes(n int) error {
 	return nil
 }
 
-// Sum is what went through a stream: the SHA-256 and size of its raw bytes, and the bytes on the lanes.
+// Sum is what went through a stream: its digest (see digest), the size of its raw bytes, and the bytes on
+// the lanes.
 type Sum struct {
-	SHA256 string
+	Digest string
 	Bytes  int64
 	Wire   int64
 }

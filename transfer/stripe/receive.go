@@ -2,8 +2,6 @@ package stripe
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -16,6 +14,7 @@ import (
 // recvFrame is one frame read from a lane, checked, with its raw bytes; or the lane's end or error.
 type recvFrame struct {
 	seq  uint64
+	crc  uint32
 	raw  []byte
 	end  bool
 	err  error
@@ -151,7 +150,7 @@ func (r *receiver) readLane(lane io.Reader, i int, out chan<- *recvFrame, free c
 			put(&recvFrame{err: fmt.Errorf("%w: frame %d (lane %d) fails its CRC32C check", ErrCorrupt, h.seq, i)})
 			return
 		}
-		f.seq, f.raw, f.end, f.err = h.seq, raw, false, nil
+		f.seq, f.crc, f.raw, f.end, f.err = h.seq, h.crc, raw, false, nil
 		if !put(f) {
 			return
 		}
@@ -159,9 +158,9 @@ func (r *receiver) readLane(lane io.Reader, i int, out chan<- *recvFrame, free c
 	}
 }
 
-// merge writes the frames to dst in sequence order and hashes them.
+// merge writes the frames to dst in sequence order and builds the stream's digest.
 func (r *receiver) merge(ctx context.Context, outs []chan *recvFrame, dst io.Writer) (Sum, error) {
-	h := sha256.New()
+	d := newDigest()
 	var bytes int64
 	n := uint64(len(outs))
 	next := func(i uint64) (*recvFrame, error) {
@@ -195,9 +194,9 @@ func (r *receiver) merge(ctx context.Context, outs []chan *recvFrame, dst io.Wri
 					return Sum{}, fmt.Errorf("%w: lane %d goes on after the end", ErrCorrupt, (k+j)%n)
 				}
 			}
-			return Sum{SHA256: hex.EncodeToString(h.Sum(nil)), Bytes: bytes}, nil
+			return Sum{Digest: d.String(), Bytes: bytes}, nil
 		}
-		h.Write(f.raw)
+		d.add(f.seq, len(f.raw), f.crc)
 		if _, err := dst.Write(f.raw); err != nil {
 			return Sum{}, err
 		}

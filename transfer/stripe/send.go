@@ -2,8 +2,6 @@ package stripe
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -16,6 +14,7 @@ import (
 // sendFrame is one frame on its way: read, then encoded by a worker (done closed), then written by its lane.
 type sendFrame struct {
 	seq  uint64
+	crc  uint32 // CRC32C of raw, taken as it was read
 	off  int64
 	raw  []byte // FrameSize capacity
 	wire []byte // header + payload
@@ -71,7 +70,7 @@ func Send(ctx context.Context, src io.Reader, lanes []io.Writer, opts Options) (
 			s.encode()
 		}()
 	}
-	h := sha256.New()
+	d := newDigest()
 	readErr := make(chan error, 1)
 	var frames uint64
 	var bytes int64
@@ -96,7 +95,8 @@ func Send(ctx context.Context, src io.Reader, lanes []io.Writer, opts Options) (
 			m, err := src.Read(f.raw[:o.FrameSize])
 			if m > 0 {
 				f.raw = f.raw[:m]
-				h.Write(f.raw)
+				f.crc = crc32.Checksum(f.raw, castagnoli)
+				d.add(frames, m, f.crc)
 				f.seq, f.off, f.done = frames, bytes, make(chan struct{})
 				frames++
 				bytes += int64(m)
@@ -151,7 +151,7 @@ func Send(ctx context.Context, src io.Reader, lanes []io.Writer, opts Options) (
 	if enc != nil {
 		enc.Close()
 	}
-	return Sum{SHA256: hex.EncodeToString(h.Sum(nil)), Bytes: bytes, Wire: s.wire.Load()}, nil
+	return Sum{Digest: d.String(), Bytes: bytes, Wire: s.wire.Load()}, nil
 }
 
 type sender struct {
@@ -189,13 +189,13 @@ func endFrame(frames uint64) *sendFrame {
 	return f
 }
 
-// encode takes the CRC of each frame, compresses it if that pays, and builds its wire bytes.
+// encode compresses each frame if that pays and builds its wire bytes.
 func (s *sender) encode() {
 	for f := range s.work {
 		if s.o.Tamper != nil {
 			s.o.Tamper(f.off, f.raw)
 		}
-		hd := header{kind: kindRaw, rawLen: uint32(len(f.raw)), crc: crc32.Checksum(f.raw, castagnoli), seq: f.seq}
+		hd := header{kind: kindRaw, rawLen: uint32(len(f.raw)), crc: f.crc, seq: f.seq}
 		w := f.wire[:headerSize]
 		if s.enc != nil {
 			w = s.enc.EncodeAll(f.raw, w)

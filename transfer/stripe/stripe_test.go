@@ -3,8 +3,6 @@ package stripe
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -99,7 +97,6 @@ func transfer(t *testing.T, data []byte, n int, opts Options, tamperLane func(in
 
 func TestRoundTrip(t *testing.T) {
 	data := testData(9<<20 + 12345)
-	want := sha256.Sum256(data)
 	for _, tc := range []struct {
 		lanes    int
 		compress bool
@@ -117,7 +114,7 @@ func TestRoundTrip(t *testing.T) {
 			if !bytes.Equal(out, data) {
 				t.Fatalf("received %d bytes that differ from the %d sent", len(out), len(data))
 			}
-			if ss.SHA256 != hex.EncodeToString(want[:]) || rs.SHA256 != ss.SHA256 || ss.Bytes != int64(len(data)) || rs.Bytes != ss.Bytes {
+			if ss.Digest == "" || rs.Digest != ss.Digest || ss.Bytes != int64(len(data)) || rs.Bytes != ss.Bytes {
 				t.Fatalf("sums: sent %+v, received %+v", ss, rs)
 			}
 			if ss.Wire != rs.Wire {
@@ -132,7 +129,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestEmptyStream(t *testing.T) {
 	ss, rs, out, serr, rerr := transfer(t, nil, 3, Options{}, nil)
-	if serr != nil || rerr != nil || len(out) != 0 || ss.SHA256 != rs.SHA256 || rs.Bytes != 0 {
+	if serr != nil || rerr != nil || len(out) != 0 || ss.Digest != rs.Digest || rs.Bytes != 0 {
 		t.Fatalf("send %+v %v, receive %+v %v, %d bytes", ss, serr, rs, rerr, len(out))
 	}
 }
@@ -221,20 +218,39 @@ func TestCorruptionIsRefused(t *testing.T) {
 	}
 }
 
-// TestTamperChangesTheSum: bytes changed before the CRC pass the frame checks but not the end-to-end sum.
-func TestTamperChangesTheSum(t *testing.T) {
+// TestTamperedFrameIsRefused: bytes changed after the sender took the frame's CRC32C (between reading and the
+// wire) are refused by the receiver, naming the frame.
+func TestTamperedFrameIsRefused(t *testing.T) {
 	data := testData(3 << 20)
 	opts := Options{Compress: true, Tamper: func(off int64, raw []byte) {
 		if at := int64(1 << 20); at >= off && at < off+int64(len(raw)) {
 			raw[at-off] ^= 0x5a
 		}
 	}}
-	ss, rs, _, serr, rerr := transfer(t, data, 2, opts, nil)
-	if serr != nil || rerr != nil {
-		t.Fatalf("send: %v, receive: %v", serr, rerr)
+	_, _, _, _, rerr := transfer(t, data, 2, opts, nil)
+	if !errors.Is(rerr, ErrCorrupt) || !strings.Contains(rerr.Error(), "CRC32C") {
+		t.Fatalf("receive: %v, want ErrCorrupt naming the frame's CRC32C", rerr)
 	}
-	if ss.SHA256 == rs.SHA256 {
-		t.Fatal("a tampered stream hashes the same at both ends")
+}
+
+// TestDigestBindsOrderAndContent: the digest changes with any frame's position, length or content.
+func TestDigestBindsOrderAndContent(t *testing.T) {
+	base := func(d *digest) { d.add(0, 10, 1); d.add(1, 20, 2) }
+	variants := map[string]func(d *digest){
+		"swapped":     func(d *digest) { d.add(0, 20, 2); d.add(1, 10, 1) },
+		"other crc":   func(d *digest) { d.add(0, 10, 1); d.add(1, 20, 3) },
+		"other len":   func(d *digest) { d.add(0, 10, 1); d.add(1, 21, 2) },
+		"one missing": func(d *digest) { d.add(0, 10, 1) },
+		"renumbered":  func(d *digest) { d.add(0, 10, 1); d.add(2, 20, 2) },
+	}
+	a := newDigest()
+	base(a)
+	for name, v := range variants {
+		b := newDigest()
+		v(b)
+		if a.String() == b.String() {
+			t.Errorf("%s: same digest as the original stream", name)
+		}
 	}
 }
 
