@@ -90,8 +90,9 @@ bc_clone() {
 	[ ${#pids[@]} -gt 0 ] || { bench_log "ferry clone $* reported no clone"; return 1; }
 	bc_wait_pong 120 "${pids[@]}" || return 1
 	t1=$(bench_now_ms)
-	echo "$((t1 - t0)) $(python3 -c 'import json, sys; print(json.load(sys.stdin).get("copy_took", 0) // 1000000)' <<<"$out")"
+	# The clones' names first: the caller removes them as soon as it has read the times below.
 	python3 -c 'import json, sys; print(" ".join(c["container"] for c in json.load(sys.stdin)["clones"]))' <<<"$out" >"$BENCH_TMP/bc-last"
+	echo "$((t1 - t0)) $(python3 -c 'import json, sys; print(json.load(sys.stdin).get("copy_took", 0) // 1000000)' <<<"$out")"
 }
 
 # bc_rm_last: removes the clones of the last bc_clone.
