@@ -18,8 +18,14 @@ import (
 // maxSpareDaemons bounds the idle lazy-pages daemons one node keeps (each is a small idle process).
 const maxSpareDaemons = 8
 
-// lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare from its
-// start.
+// templateSpares is how many spares a template keeps ready from its making: clones of a template come in
+// bursts (`ferry clone --count N`), and a clone that finds no spare starts its daemon while the burst's
+// other restores run, which then takes a few hundred milliseconds. An idle spare is a small sleeping process
+// (about 7 MB).
+const templateSpares = 5
+
+// lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare once a
+// clone takes it (a spare starts in the idle scheduling class, see criu.StartLazyPagesIdle).
 // After the restore, the daemon mostly copies the rest of the clone's memory in the background (for the
 // 4-million-key redis, 700 MB and a second or more of CPU); at normal priority five of them at once starve the
 // clones that are still starting and the services the new clones run. The same daemon also serves the clone's
@@ -36,8 +42,10 @@ type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, error)
 // serves one restore: a clone takes a spare, renames the spare's work directory to its own restore work
 // directory (the daemon works in the directory it has open, so it goes on listening there) and restores
 // against it. When no clone of the snapshot is starting any more, spares are started again in the background:
-// as many as the most clones of that snapshot that were starting at once on this node, at least one, at most
-// maxSpareDaemons on the node. A snapshot's images are immutable while it exists, so a daemon started early
+// as many as the most clones of that snapshot that were starting at once on this node, at least one (for a
+// template, templateSpares), at most maxSpareDaemons on the node. Spares start in the idle scheduling class,
+// so that their start-up takes only CPU time nothing else wants (the restores and first requests of the
+// clones that just started, say); a clone takes only a spare that listens. A snapshot's images are immutable while it exists, so a daemon started early
 // serves the same pages as one started at the clone; a removed snapshot's spares are stopped.
 //
 // Methods are safe for concurrent use; prepare, drop and close do nothing on a nil *lazySpares. Spares are children of the agent; close stops them, and a new agent
@@ -96,13 +104,14 @@ func (s *lazySpares) reapLeftovers() {
 	_ = os.RemoveAll(s.dir)
 }
 
-// prepare makes sure at least one spare is kept for snapshot ck (a template: clones will be made of it).
+// prepare makes sure at least templateSpares spares are kept for snapshot ck (a template: clones will be
+// made of it).
 func (s *lazySpares) prepare(ck *checkpoint.Checkpoint) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
-	s.want[ck.ID] = max(s.want[ck.ID], 1)
+	s.want[ck.ID] = max(s.want[ck.ID], templateSpares)
 	s.mu.Unlock()
 	s.refill(ck)
 }
@@ -119,6 +128,7 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	var used *criu.LazyPages // the clone's daemon, set by start before end is called
 	start := func(ctx context.Context, work string) (*criu.LazyPages, error) {
 		if lp := s.take(ctx, ck.ID, work); lp != nil {
+			_ = lp.SetNice(lazyNice) // out of the idle class: it now serves a restore
 			used = lp
 			return lp, nil
 		}
@@ -144,22 +154,13 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	return start, end
 }
 
-// take hands a spare of snapshot id over to a restore in work, or returns nil when there is none that works.
+// take hands a spare of snapshot id that listens over to a restore in work, or returns nil when there is
+// none. Spares still starting are left to start: they run in the idle class, which a busy node may not give
+// any time soon, and the restore starts a daemon of its own at once instead.
 func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages {
-	for {
-		s.mu.Lock()
-		q := s.ready[id]
-		if len(q) == 0 {
-			s.mu.Unlock()
-			return nil
-		}
-		sp := q[0]
-		s.ready[id] = q[1:]
-		s.mu.Unlock()
-		select {
-		case <-sp.done:
-		case <-ctx.Done():
-			go func() { <-sp.done; sp.stop() }()
+	for ctx.Err() == nil {
+		sp := s.takeReady(id)
+		if sp == nil {
 			return nil
 		}
 		if sp.err != nil || sp.lp.Exited() {
@@ -178,6 +179,23 @@ func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages 
 		_ = os.MkdirAll(work, 0o700)
 		return nil
 	}
+	return nil
+}
+
+// takeReady removes from the spares of snapshot id the oldest one that finished starting, and returns it.
+func (s *lazySpares) takeReady(id string) *spareDaemon {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.ready[id]
+	for i, sp := range q {
+		select {
+		case <-sp.done:
+			s.ready[id] = append(q[:i:i], q[i+1:]...)
+			return sp
+		default:
+		}
+	}
+	return nil
 }
 
 // refill starts spares for ck in the background until the snapshot has as many as it should.
@@ -203,7 +221,7 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 			if sp.err = os.MkdirAll(sp.work, 0o700); sp.err != nil {
 				return
 			}
-			sp.lp, sp.err = criu.StartLazyPagesNice(s.ctx, s.bin, ck.ImagesDir(), sp.work, lazyNice)
+			sp.lp, sp.err = criu.StartLazyPagesIdle(s.ctx, s.bin, ck.ImagesDir(), sp.work)
 			if sp.err != nil {
 				if s.ctx.Err() == nil {
 					s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/runtime"
+	"golang.org/x/sys/unix"
 )
 
 // fakeLazyPages writes a stand-in for `criu lazy-pages`: it changes into its work directory (as CRIU does),
@@ -81,6 +82,21 @@ func niceOf(t *testing.T, pid int) int {
 	return n
 }
 
+// policyOf reads a process's scheduling class from /proc (the 41st field of stat).
+func policyOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	n, err := strconv.Atoi(f[38])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -100,11 +116,16 @@ func TestLazySpares(t *testing.T) {
 	ck := &checkpoint.Checkpoint{ID: checkpoint.NewID(time.Now()), Dir: t.TempDir()}
 	ctx := context.Background()
 
-	t.Run("a clone takes the spare and a new one is started after it", func(t *testing.T) {
+	t.Run("a clone takes a spare and a new one is started after it", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, _, _ := newTestSpares(t, dir, bin)
 		s.prepare(ck)
-		first := spareDirs(t, dir, 1)
+		first := spareDirs(t, dir, templateSpares)
+		for _, pid := range first {
+			if p := policyOf(t, pid); p != unix.SCHED_IDLE {
+				t.Fatalf("a spare runs in scheduling class %d, want SCHED_IDLE", p)
+			}
+		}
 		start, end := s.begin(ck)
 		work := filepath.Join(t.TempDir(), "restore-work")
 		if err := os.MkdirAll(work, 0o700); err != nil {
@@ -114,13 +135,20 @@ func TestLazySpares(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		taken := ""
 		for name, pid := range first {
-			if lp.Pid() != pid {
-				t.Fatalf("the clone got daemon %d, not the spare %d", lp.Pid(), pid)
+			if lp.Pid() == pid {
+				taken = name
 			}
-			if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
-				t.Fatalf("the spare's directory is still there: %v", err)
-			}
+		}
+		if taken == "" {
+			t.Fatalf("the clone got daemon %d, not a spare of %v", lp.Pid(), first)
+		}
+		if _, err := os.Stat(filepath.Join(dir, taken)); !os.IsNotExist(err) {
+			t.Fatalf("the spare's directory is still there: %v", err)
+		}
+		if p, n := policyOf(t, lp.Pid()), niceOf(t, lp.Pid()); p != unix.SCHED_NORMAL || n != lazyNice {
+			t.Fatalf("the taken spare runs in class %d at nice %d, want the normal class at %d", p, n, lazyNice)
 		}
 		if _, err := os.Stat(filepath.Join(work, "lazy-pages.socket")); err != nil {
 			t.Fatalf("the daemon's socket did not move with its directory: %v", err)
@@ -128,7 +156,7 @@ func TestLazySpares(t *testing.T) {
 		if cwd, _ := os.Readlink("/proc/" + strconv.Itoa(lp.Pid()) + "/cwd"); cwd != work {
 			t.Fatalf("the daemon works in %q, want %q", cwd, work)
 		}
-		if len(spareDirs(t, dir, 0)) != 0 {
+		if len(spareDirs(t, dir, templateSpares-1)) != templateSpares-1 {
 			t.Fatal("a spare was started while a clone was starting")
 		}
 		end()
@@ -136,16 +164,37 @@ func TestLazySpares(t *testing.T) {
 		if n := niceOf(t, lp.Pid()); n != lazyNice {
 			t.Fatalf("the clone's daemon runs at nice %d after its restore, want %d", n, lazyNice)
 		}
-		next := spareDirs(t, dir, 1)
+		next := spareDirs(t, dir, templateSpares)
 		for _, pid := range next {
 			if pid == lp.Pid() {
 				t.Fatal("the new spare is the daemon the clone took")
 			}
-			if n := niceOf(t, pid); n != lazyNice {
-				t.Fatalf("a spare runs at nice %d, want %d", n, lazyNice)
-			}
 		}
 		lp.Stop()
+	})
+
+	t.Run("a spare still starting is left to start", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		starting := &spareDaemon{work: filepath.Join(dir, "starting"), done: make(chan struct{})}
+		s.mu.Lock()
+		s.ready[ck.ID] = []*spareDaemon{starting}
+		s.mu.Unlock()
+		start, end := s.begin(ck)
+		defer end()
+		lp, err := start(ctx, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lp.Stop()
+		s.mu.Lock()
+		left := len(s.ready[ck.ID])
+		s.mu.Unlock()
+		if left != 1 {
+			t.Fatalf("%d spares queued after the clone started its own daemon, want the starting one", left)
+		}
+		s.forget(ck.ID, starting)
+		close(starting.done)
 	})
 
 	t.Run("without a spare the clone starts its own daemon; a burst is remembered", func(t *testing.T) {
@@ -178,7 +227,7 @@ func TestLazySpares(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, _, _ := newTestSpares(t, dir, bin)
 		s.prepare(ck)
-		pids := spareDirs(t, dir, 1)
+		pids := spareDirs(t, dir, templateSpares)
 		s.drop(ck.ID)
 		for _, pid := range pids {
 			waitGone(t, pid)
@@ -205,7 +254,7 @@ func TestLazySpares(t *testing.T) {
 		var wg1 sync.WaitGroup
 		old := newLazySpares(ctx1, dir, bin, slog.Default(), &wg1)
 		old.prepare(ck)
-		pids := spareDirs(t, dir, 1)
+		pids := spareDirs(t, dir, templateSpares)
 		cancel1()
 		wg1.Wait() // the agent "crashed": its spares were not closed
 		newTestSpares(t, dir, bin)
@@ -221,7 +270,7 @@ func TestLazySpares(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, cancel, wg := newTestSpares(t, dir, bin)
 		s.prepare(ck)
-		pids := spareDirs(t, dir, 1)
+		pids := spareDirs(t, dir, templateSpares)
 		cancel()
 		wg.Wait()
 		s.close()

@@ -7,8 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // LazyPages is CRIU's lazy-pages daemon serving a restore from local images: the restored process starts
@@ -27,12 +28,18 @@ const lazySocket = "lazy-pages.socket"
 // StartLazyPages starts the daemon for imagesDir with workDir as the work directory that the restore (runc
 // restore --lazy-pages --work-path workDir) must use too, and waits until it listens.
 func StartLazyPages(ctx context.Context, binary, imagesDir, workDir string) (*LazyPages, error) {
-	return StartLazyPagesNice(ctx, binary, imagesDir, workDir, 0)
+	return startLazyPages(ctx, binary, imagesDir, workDir, false)
 }
 
-// StartLazyPagesNice is StartLazyPages for a daemon that runs at the given nice value from its start (for
-// daemons started ahead of need, which should not slow down what runs now).
-func StartLazyPagesNice(ctx context.Context, binary, imagesDir, workDir string, nice int) (*LazyPages, error) {
+// StartLazyPagesIdle is StartLazyPages for a daemon started ahead of need: it runs in the idle scheduling
+// class (SCHED_IDLE: only CPU time that nothing else wants) from its start, so that starting it (CRIU's
+// start-up, mostly) does not slow down what runs now; SetNice brings it back to the normal class once it
+// serves a restore.
+func StartLazyPagesIdle(ctx context.Context, binary, imagesDir, workDir string) (*LazyPages, error) {
+	return startLazyPages(ctx, binary, imagesDir, workDir, true)
+}
+
+func startLazyPages(ctx context.Context, binary, imagesDir, workDir string, idle bool) (*LazyPages, error) {
 	if binary == "" {
 		binary = "criu"
 	}
@@ -42,8 +49,9 @@ func StartLazyPagesNice(ctx context.Context, binary, imagesDir, workDir string, 
 	if err := lp.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting criu lazy-pages: %w", err)
 	}
-	if nice != 0 {
-		_ = lp.SetNice(nice)
+	if idle {
+		// Inherited by what it forks and kept across exec (the launcher's mount, CRIU itself).
+		_ = unix.SchedSetAttr(lp.cmd.Process.Pid, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
 	}
 	go func() { lp.done <- lp.cmd.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
@@ -83,9 +91,10 @@ func (lp *LazyPages) Wait(ctx context.Context) error {
 // Pid is the daemon's process id.
 func (lp *LazyPages) Pid() int { return lp.cmd.Process.Pid }
 
-// SetNice sets the daemon's nice value (its CPU priority: 0 is normal, 19 the lowest).
+// SetNice puts the daemon in the normal scheduling class (out of the idle one) with the given nice value
+// (its CPU priority: 0 is normal, 19 the lowest).
 func (lp *LazyPages) SetNice(nice int) error {
-	return syscall.Setpriority(syscall.PRIO_PROCESS, lp.cmd.Process.Pid, nice)
+	return unix.SchedSetAttr(lp.cmd.Process.Pid, &unix.SchedAttr{Policy: unix.SCHED_NORMAL, Nice: int32(nice)}, 0)
 }
 
 // Exited reports whether the daemon has ended (a daemon that ended before a restore connected cannot serve it).
