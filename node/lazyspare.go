@@ -24,8 +24,13 @@ const maxSpareDaemons = 8
 // (about 7 MB).
 const templateSpares = 5
 
+// spareNice is the nice value a spare starts at: its start-up (CRIU's, mostly) gets the CPU only when
+// nothing of normal priority wants it, such as the restores and first requests of the clones that just
+// started; a clone that finds it still starting raises it to lazyNice.
+const spareNice = 19
+
 // lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare once a
-// clone takes it (a spare starts in the idle scheduling class, see criu.StartLazyPagesIdle).
+// clone takes it.
 // After the restore, the daemon mostly copies the rest of the clone's memory in the background (for the
 // 4-million-key redis, 700 MB and a second or more of CPU); at normal priority five of them at once starve the
 // clones that are still starting and the services the new clones run. The same daemon also serves the clone's
@@ -43,9 +48,8 @@ type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, error)
 // directory (the daemon works in the directory it has open, so it goes on listening there) and restores
 // against it. When no clone of the snapshot is starting any more, spares are started again in the background:
 // as many as the most clones of that snapshot that were starting at once on this node, at least one (for a
-// template, templateSpares), at most maxSpareDaemons on the node. Spares start in the idle scheduling class,
-// so that their start-up takes only CPU time nothing else wants (the restores and first requests of the
-// clones that just started, say); a clone takes only a spare that listens. A snapshot's images are immutable while it exists, so a daemon started early
+// template, templateSpares), at most maxSpareDaemons on the node, at the lowest priority (spareNice). A
+// snapshot's images are immutable while it exists, so a daemon started early
 // serves the same pages as one started at the clone; a removed snapshot's spares are stopped.
 //
 // Methods are safe for concurrent use; prepare, drop and close do nothing on a nil *lazySpares. Spares are children of the agent; close stops them, and a new agent
@@ -71,6 +75,30 @@ type spareDaemon struct {
 	done chan struct{}
 	lp   *criu.LazyPages
 	err  error
+
+	mu      sync.Mutex
+	proc    *criu.LazyPages // once launched
+	boosted bool            // a clone waits for it
+}
+
+// launched records the started daemon, raising its priority if a clone already waits for it.
+func (sp *spareDaemon) launched(lp *criu.LazyPages) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.proc = lp
+	if sp.boosted {
+		_ = lp.SetNice(lazyNice)
+	}
+}
+
+// boost gives a spare that a clone waits for the priority of a clone's daemon.
+func (sp *spareDaemon) boost() {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.boosted = true
+	if sp.proc != nil {
+		_ = sp.proc.SetNice(lazyNice)
+	}
 }
 
 const sparePidFile = "spare.pid"
@@ -154,13 +182,24 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	return start, end
 }
 
-// take hands a spare of snapshot id that listens over to a restore in work, or returns nil when there is
-// none. Spares still starting are left to start: they run in the idle class, which a busy node may not give
-// any time soon, and the restore starts a daemon of its own at once instead.
+// take hands a spare of snapshot id over to a restore in work, or returns nil when there is none that works.
+// A spare still starting is waited for, at the priority of a clone's daemon from then on.
 func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages {
-	for ctx.Err() == nil {
-		sp := s.takeReady(id)
-		if sp == nil {
+	for {
+		s.mu.Lock()
+		q := s.ready[id]
+		if len(q) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		sp := q[0]
+		s.ready[id] = q[1:]
+		s.mu.Unlock()
+		sp.boost()
+		select {
+		case <-sp.done:
+		case <-ctx.Done():
+			go func() { <-sp.done; sp.stop() }()
 			return nil
 		}
 		if sp.err != nil || sp.lp.Exited() {
@@ -179,23 +218,6 @@ func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages 
 		_ = os.MkdirAll(work, 0o700)
 		return nil
 	}
-	return nil
-}
-
-// takeReady removes from the spares of snapshot id the oldest one that finished starting, and returns it.
-func (s *lazySpares) takeReady(id string) *spareDaemon {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q := s.ready[id]
-	for i, sp := range q {
-		select {
-		case <-sp.done:
-			s.ready[id] = append(q[:i:i], q[i+1:]...)
-			return sp
-		default:
-		}
-	}
-	return nil
 }
 
 // refill starts spares for ck in the background until the snapshot has as many as it should.
@@ -221,8 +243,12 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 			if sp.err = os.MkdirAll(sp.work, 0o700); sp.err != nil {
 				return
 			}
-			sp.lp, sp.err = criu.StartLazyPagesIdle(s.ctx, s.bin, ck.ImagesDir(), sp.work)
-			if sp.err != nil {
+			lp, err := criu.LaunchLazyPages(s.bin, ck.ImagesDir(), sp.work, spareNice)
+			if err == nil {
+				sp.launched(lp)
+				err = lp.Listening(s.ctx)
+			}
+			if sp.lp, sp.err = lp, err; sp.err != nil {
 				if s.ctx.Err() == nil {
 					s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
 				}

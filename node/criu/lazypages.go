@@ -7,9 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // LazyPages is CRIU's lazy-pages daemon serving a restore from local images: the restored process starts
@@ -17,9 +16,10 @@ import (
 // copied in the background; the daemon exits when every page is in. (go-criu has no request for it, so it is
 // run as `criu lazy-pages`.)
 type LazyPages struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  string
+	cmd    *exec.Cmd
+	done   chan error
+	log    string
+	socket string
 }
 
 // socketName is where the daemon listens for the restoring CRIU, in the shared work directory.
@@ -28,48 +28,57 @@ const lazySocket = "lazy-pages.socket"
 // StartLazyPages starts the daemon for imagesDir with workDir as the work directory that the restore (runc
 // restore --lazy-pages --work-path workDir) must use too, and waits until it listens.
 func StartLazyPages(ctx context.Context, binary, imagesDir, workDir string) (*LazyPages, error) {
-	return startLazyPages(ctx, binary, imagesDir, workDir, false)
+	lp, err := LaunchLazyPages(binary, imagesDir, workDir, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := lp.Listening(ctx); err != nil {
+		return nil, err
+	}
+	return lp, nil
 }
 
-// StartLazyPagesIdle is StartLazyPages for a daemon started ahead of need: it runs in the idle scheduling
-// class (SCHED_IDLE: only CPU time that nothing else wants) from its start, so that starting it (CRIU's
-// start-up, mostly) does not slow down what runs now; SetNice brings it back to the normal class once it
-// serves a restore.
-func StartLazyPagesIdle(ctx context.Context, binary, imagesDir, workDir string) (*LazyPages, error) {
-	return startLazyPages(ctx, binary, imagesDir, workDir, true)
-}
-
-func startLazyPages(ctx context.Context, binary, imagesDir, workDir string, idle bool) (*LazyPages, error) {
+// LaunchLazyPages starts the daemon like StartLazyPages, at the given nice value from its start (for a daemon
+// started ahead of need, whose start-up should not slow down what runs now; SetNice changes it later), and
+// returns at once: Listening waits until it listens.
+func LaunchLazyPages(binary, imagesDir, workDir string, nice int) (*LazyPages, error) {
 	if binary == "" {
 		binary = "criu"
 	}
 	_ = os.Remove(filepath.Join(workDir, lazySocket))
-	lp := &LazyPages{done: make(chan error, 1), log: filepath.Join(workDir, "lazy-pages.log")}
+	lp := &LazyPages{done: make(chan error, 1), log: filepath.Join(workDir, "lazy-pages.log"), socket: filepath.Join(workDir, lazySocket)}
 	lp.cmd = exec.Command(binary, "lazy-pages", "--images-dir", imagesDir, "--work-dir", workDir, "--log-file", "lazy-pages.log", "-v4")
 	if err := lp.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting criu lazy-pages: %w", err)
 	}
-	if idle {
-		// Inherited by what it forks and kept across exec (the launcher's mount, CRIU itself).
-		_ = unix.SchedSetAttr(lp.cmd.Process.Pid, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
+	if nice != 0 {
+		// Inherited by what it forks (the launcher's mount) and kept across exec (CRIU itself).
+		_ = lp.SetNice(nice)
 	}
 	go func() { lp.done <- lp.cmd.Wait() }()
+	return lp, nil
+}
+
+// Listening waits until the daemon LaunchLazyPages started listens; on failure (or when ctx ends) the daemon
+// is stopped.
+func (lp *LazyPages) Listening(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(workDir, lazySocket)); err == nil {
-			return lp, nil
+		if _, err := os.Stat(lp.socket); err == nil {
+			return nil
 		}
 		select {
 		case err := <-lp.done:
-			return nil, fmt.Errorf("criu lazy-pages exited at start (%v); see %s", err, lp.log)
+			lp.done <- err
+			return fmt.Errorf("criu lazy-pages exited at start (%v); see %s", err, lp.log)
 		case <-ctx.Done():
 			lp.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			lp.Stop()
-			return nil, errors.New("criu lazy-pages did not listen within 10s; see " + lp.log)
+			return errors.New("criu lazy-pages did not listen within 10s; see " + lp.log)
 		}
 	}
 }
@@ -91,10 +100,9 @@ func (lp *LazyPages) Wait(ctx context.Context) error {
 // Pid is the daemon's process id.
 func (lp *LazyPages) Pid() int { return lp.cmd.Process.Pid }
 
-// SetNice puts the daemon in the normal scheduling class (out of the idle one) with the given nice value
-// (its CPU priority: 0 is normal, 19 the lowest).
+// SetNice sets the daemon's nice value (its CPU priority: 0 is normal, 19 the lowest).
 func (lp *LazyPages) SetNice(nice int) error {
-	return unix.SchedSetAttr(lp.cmd.Process.Pid, &unix.SchedAttr{Policy: unix.SCHED_NORMAL, Nice: int32(nice)}, 0)
+	return syscall.Setpriority(syscall.PRIO_PROCESS, lp.cmd.Process.Pid, nice)
 }
 
 // Exited reports whether the daemon has ended (a daemon that ended before a restore connected cannot serve it).
@@ -111,7 +119,9 @@ func (lp *LazyPages) Exited() bool {
 // Moved tells lp that its work directory was renamed to workDir (on the same filesystem). The daemon works
 // in the directory it has open (CRIU changes into its work directory at start), so it goes on listening on
 // the socket there; a restore given workDir connects to it.
-func (lp *LazyPages) Moved(workDir string) { lp.log = filepath.Join(workDir, "lazy-pages.log") }
+func (lp *LazyPages) Moved(workDir string) {
+	lp.log, lp.socket = filepath.Join(workDir, "lazy-pages.log"), filepath.Join(workDir, lazySocket)
+}
 
 // Stop kills the daemon (after a failed restore it would wait forever).
 func (lp *LazyPages) Stop() {
