@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -67,6 +68,46 @@ type lazySpares struct {
 	want   map[string]int            // spares to keep per snapshot
 	active map[string]int            // clones of the snapshot starting now
 	closed bool
+	// One spare starts at a time, and none while a clone starts unless that clone waits for it: CRIU's
+	// start-up (through the launcher's mount namespace) contends with a restore for the kernel's mount
+	// locks, which no CPU priority orders. turn is signalled whenever that may have changed.
+	turn      *sync.Cond
+	launching bool
+}
+
+// wake signals every spare waiting for its turn to start.
+func (s *lazySpares) wake() {
+	s.mu.Lock()
+	s.turn.Broadcast()
+	s.mu.Unlock()
+}
+
+// awaitTurn waits until sp may start (see turn); false when the spares are closing.
+func (s *lazySpares) awaitTurn(sp *spareDaemon) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.closed || s.ctx.Err() != nil {
+			return false
+		}
+		starting := 0
+		for _, n := range s.active {
+			starting += n
+		}
+		if !s.launching && (starting == 0 || sp.isBoosted()) {
+			s.launching = true
+			return true
+		}
+		s.turn.Wait()
+	}
+}
+
+// turnDone lets the next spare start.
+func (s *lazySpares) turnDone() {
+	s.mu.Lock()
+	s.launching = false
+	s.turn.Broadcast()
+	s.mu.Unlock()
 }
 
 // spareDaemon is one daemon started ahead of need; done is closed once it listens (lp set) or failed (err set).
@@ -91,7 +132,13 @@ func (sp *spareDaemon) launched(lp *criu.LazyPages) {
 	}
 }
 
-// boost gives a spare that a clone waits for the priority of a clone's daemon.
+func (sp *spareDaemon) isBoosted() bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.boosted
+}
+
+// boost gives a spare that a clone waits for the priority of a clone's daemon (and its turn to start).
 func (sp *spareDaemon) boost() {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -106,6 +153,8 @@ const sparePidFile = "spare.pid"
 func newLazySpares(ctx context.Context, dir, bin string, log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
 	s := &lazySpares{dir: dir, bin: bin, log: log, wg: wg, ctx: ctx,
 		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}}
+	s.turn = sync.NewCond(&s.mu)
+	context.AfterFunc(ctx, s.wake)
 	s.reapLeftovers()
 	return s
 }
@@ -173,6 +222,7 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 			s.mu.Lock()
 			s.active[ck.ID]--
 			idle := s.active[ck.ID] == 0
+			s.turn.Broadcast()
 			s.mu.Unlock()
 			if idle {
 				s.refill(ck)
@@ -196,6 +246,7 @@ func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages 
 		s.ready[id] = q[1:]
 		s.mu.Unlock()
 		sp.boost()
+		s.wake()
 		select {
 		case <-sp.done:
 		case <-ctx.Done():
@@ -240,14 +291,13 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 		go func() {
 			defer s.wg.Done()
 			defer close(sp.done)
-			if sp.err = os.MkdirAll(sp.work, 0o700); sp.err != nil {
+			if !s.awaitTurn(sp) {
+				sp.err = errors.New("the node's spares are closing")
+				s.forget(ck.ID, sp)
 				return
 			}
-			lp, err := criu.LaunchLazyPages(s.bin, ck.ImagesDir(), sp.work, spareNice)
-			if err == nil {
-				sp.launched(lp)
-				err = lp.Listening(s.ctx)
-			}
+			lp, err := s.launch(ck, sp)
+			s.turnDone()
 			if sp.lp, sp.err = lp, err; sp.err != nil {
 				if s.ctx.Err() == nil {
 					s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
@@ -258,6 +308,19 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 			_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(sp.lp.Pid())), 0o600)
 		}()
 	}
+}
+
+// launch starts sp's daemon and waits until it listens.
+func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.LazyPages, error) {
+	if err := os.MkdirAll(sp.work, 0o700); err != nil {
+		return nil, err
+	}
+	lp, err := criu.LaunchLazyPages(s.bin, ck.ImagesDir(), sp.work, spareNice)
+	if err != nil {
+		return nil, err
+	}
+	sp.launched(lp)
+	return lp, lp.Listening(s.ctx)
 }
 
 // forget removes sp from the spares of snapshot id (it failed to start).
@@ -295,6 +358,7 @@ func (s *lazySpares) close() {
 	}
 	s.mu.Lock()
 	s.closed = true
+	s.turn.Broadcast()
 	all := s.ready
 	s.ready = map[string][]*spareDaemon{}
 	s.mu.Unlock()

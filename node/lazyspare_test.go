@@ -157,6 +157,35 @@ func TestLazySpares(t *testing.T) {
 		lp.Stop()
 	})
 
+	t.Run("spares wait while a clone starts, except the one it waits for", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		start, end := s.begin(ck)
+		s.prepare(ck)
+		time.Sleep(300 * time.Millisecond)
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("%d spares started while a clone was starting", len(ents))
+		}
+		work := filepath.Join(t.TempDir(), "restore-work")
+		if err := os.MkdirAll(work, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		lp, err := start(ctx, work) // takes the first spare, which starts now
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lp.Stop()
+		if cwd, _ := os.Readlink("/proc/" + strconv.Itoa(lp.Pid()) + "/cwd"); cwd != work {
+			t.Fatalf("the clone's daemon works in %q, want the spare moved to %q", cwd, work)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("%d other spares started while the clone was starting", len(ents))
+		}
+		end()
+		spareDirs(t, dir, templateSpares)
+	})
+
 	t.Run("without a spare the clone starts its own daemon; a burst is remembered", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, _, _ := newTestSpares(t, dir, bin)
