@@ -27,7 +27,7 @@ const templateSpares = 5
 
 // spareNice is the nice value a spare starts at: its start-up (CRIU's, mostly) gets the CPU only when
 // nothing of normal priority wants it, such as the restores and first requests of the clones that just
-// started; a clone that finds it still starting raises it to lazyNice.
+// started; a clone that finds it still starting raises it to normal priority.
 const spareNice = 19
 
 // lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare once a
@@ -128,7 +128,7 @@ func (sp *spareDaemon) launched(lp *criu.LazyPages) {
 	defer sp.mu.Unlock()
 	sp.proc = lp
 	if sp.boosted {
-		_ = lp.SetNice(lazyNice)
+		_ = lp.SetNice(0)
 	}
 }
 
@@ -138,13 +138,15 @@ func (sp *spareDaemon) isBoosted() bool {
 	return sp.boosted
 }
 
-// boost gives a spare that a clone waits for the priority of a clone's daemon (and its turn to start).
+// boost gives a spare that a clone waits for the normal priority (and its turn to start): its start-up is
+// then on the clone's way, as a daemon the clone started itself would be. The clone lowers it to lazyNice
+// once it has it.
 func (sp *spareDaemon) boost() {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	sp.boosted = true
 	if sp.proc != nil {
-		_ = sp.proc.SetNice(lazyNice)
+		_ = sp.proc.SetNice(0)
 	}
 }
 
@@ -233,7 +235,7 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 }
 
 // take hands a spare of snapshot id over to a restore in work, or returns nil when there is none that works.
-// A spare still starting is waited for, at the priority of a clone's daemon from then on.
+// A spare still starting is waited for, at normal priority from then on.
 func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages {
 	for {
 		s.mu.Lock()
