@@ -207,7 +207,7 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	var used *criu.LazyPages // the clone's daemon, set by start before end is called
 	start := func(ctx context.Context, work string) (*criu.LazyPages, error) {
 		if lp := s.take(ctx, ck.ID, work); lp != nil {
-			_ = lp.SetNice(lazyNice) // out of the idle class: it now serves a restore
+			_ = lp.SetNice(lazyNice) // from the start-up priority it had as a spare
 			used = lp
 			return lp, nil
 		}
