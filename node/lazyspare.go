@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,8 +19,19 @@ import (
 // maxSpareDaemons bounds the idle lazy-pages daemons one node keeps (each is a small idle process).
 const maxSpareDaemons = 8
 
-// lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare from its
-// start.
+// templateSpares is how many spares a template keeps ready from its making: clones of a template come in
+// bursts (`ferry clone --count N`), and a clone that finds no spare starts its daemon while the burst's
+// other restores run, which then takes a few hundred milliseconds. An idle spare is a small sleeping process
+// (about 7 MB).
+const templateSpares = 5
+
+// spareNice is the nice value a spare starts at: its start-up (CRIU's, mostly) gets the CPU only when
+// nothing of normal priority wants it, such as the restores and first requests of the clones that just
+// started; a clone that finds it still starting raises it to normal priority.
+const spareNice = 19
+
+// lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare once a
+// clone takes it.
 // After the restore, the daemon mostly copies the rest of the clone's memory in the background (for the
 // 4-million-key redis, 700 MB and a second or more of CPU); at normal priority five of them at once starve the
 // clones that are still starting and the services the new clones run. The same daemon also serves the clone's
@@ -36,8 +48,9 @@ type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, error)
 // serves one restore: a clone takes a spare, renames the spare's work directory to its own restore work
 // directory (the daemon works in the directory it has open, so it goes on listening there) and restores
 // against it. When no clone of the snapshot is starting any more, spares are started again in the background:
-// as many as the most clones of that snapshot that were starting at once on this node, at least one, at most
-// maxSpareDaemons on the node. A snapshot's images are immutable while it exists, so a daemon started early
+// as many as the most clones of that snapshot that were starting at once on this node, at least one (for a
+// template, templateSpares), at most maxSpareDaemons on the node, at the lowest priority (spareNice). A
+// snapshot's images are immutable while it exists, so a daemon started early
 // serves the same pages as one started at the clone; a removed snapshot's spares are stopped.
 //
 // Methods are safe for concurrent use; prepare, drop and close do nothing on a nil *lazySpares. Spares are children of the agent; close stops them, and a new agent
@@ -55,6 +68,46 @@ type lazySpares struct {
 	want   map[string]int            // spares to keep per snapshot
 	active map[string]int            // clones of the snapshot starting now
 	closed bool
+	// One spare starts at a time, and none while a clone starts unless that clone waits for it: CRIU's
+	// start-up (through the launcher's mount namespace) contends with a restore for the kernel's mount
+	// locks, which no CPU priority orders. turn is signalled whenever that may have changed.
+	turn      *sync.Cond
+	launching bool
+}
+
+// wake signals every spare waiting for its turn to start.
+func (s *lazySpares) wake() {
+	s.mu.Lock()
+	s.turn.Broadcast()
+	s.mu.Unlock()
+}
+
+// awaitTurn waits until sp may start (see turn); false when the spares are closing.
+func (s *lazySpares) awaitTurn(sp *spareDaemon) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.closed || s.ctx.Err() != nil {
+			return false
+		}
+		starting := 0
+		for _, n := range s.active {
+			starting += n
+		}
+		if !s.launching && (starting == 0 || sp.isBoosted()) {
+			s.launching = true
+			return true
+		}
+		s.turn.Wait()
+	}
+}
+
+// turnDone lets the next spare start.
+func (s *lazySpares) turnDone() {
+	s.mu.Lock()
+	s.launching = false
+	s.turn.Broadcast()
+	s.mu.Unlock()
 }
 
 // spareDaemon is one daemon started ahead of need; done is closed once it listens (lp set) or failed (err set).
@@ -63,6 +116,38 @@ type spareDaemon struct {
 	done chan struct{}
 	lp   *criu.LazyPages
 	err  error
+
+	mu      sync.Mutex
+	proc    *criu.LazyPages // once launched
+	boosted bool            // a clone waits for it
+}
+
+// launched records the started daemon, raising its priority if a clone already waits for it.
+func (sp *spareDaemon) launched(lp *criu.LazyPages) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.proc = lp
+	if sp.boosted {
+		_ = lp.SetNice(0)
+	}
+}
+
+func (sp *spareDaemon) isBoosted() bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.boosted
+}
+
+// boost gives a spare that a clone waits for the normal priority (and its turn to start): its start-up is
+// then on the clone's way, as a daemon the clone started itself would be. The clone lowers it to lazyNice
+// once it has it.
+func (sp *spareDaemon) boost() {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.boosted = true
+	if sp.proc != nil {
+		_ = sp.proc.SetNice(0)
+	}
 }
 
 const sparePidFile = "spare.pid"
@@ -70,6 +155,8 @@ const sparePidFile = "spare.pid"
 func newLazySpares(ctx context.Context, dir, bin string, log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
 	s := &lazySpares{dir: dir, bin: bin, log: log, wg: wg, ctx: ctx,
 		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}}
+	s.turn = sync.NewCond(&s.mu)
+	context.AfterFunc(ctx, s.wake)
 	s.reapLeftovers()
 	return s
 }
@@ -96,13 +183,14 @@ func (s *lazySpares) reapLeftovers() {
 	_ = os.RemoveAll(s.dir)
 }
 
-// prepare makes sure at least one spare is kept for snapshot ck (a template: clones will be made of it).
+// prepare makes sure at least templateSpares spares are kept for snapshot ck (a template: clones will be
+// made of it).
 func (s *lazySpares) prepare(ck *checkpoint.Checkpoint) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
-	s.want[ck.ID] = max(s.want[ck.ID], 1)
+	s.want[ck.ID] = max(s.want[ck.ID], templateSpares)
 	s.mu.Unlock()
 	s.refill(ck)
 }
@@ -119,6 +207,7 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	var used *criu.LazyPages // the clone's daemon, set by start before end is called
 	start := func(ctx context.Context, work string) (*criu.LazyPages, error) {
 		if lp := s.take(ctx, ck.ID, work); lp != nil {
+			_ = lp.SetNice(lazyNice) // from the start-up priority it had as a spare
 			used = lp
 			return lp, nil
 		}
@@ -135,6 +224,7 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 			s.mu.Lock()
 			s.active[ck.ID]--
 			idle := s.active[ck.ID] == 0
+			s.turn.Broadcast()
 			s.mu.Unlock()
 			if idle {
 				s.refill(ck)
@@ -145,6 +235,7 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 }
 
 // take hands a spare of snapshot id over to a restore in work, or returns nil when there is none that works.
+// A spare still starting is waited for, at normal priority from then on.
 func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages {
 	for {
 		s.mu.Lock()
@@ -156,6 +247,8 @@ func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages 
 		sp := q[0]
 		s.ready[id] = q[1:]
 		s.mu.Unlock()
+		sp.boost()
+		s.wake()
 		select {
 		case <-sp.done:
 		case <-ctx.Done():
@@ -200,11 +293,14 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 		go func() {
 			defer s.wg.Done()
 			defer close(sp.done)
-			if sp.err = os.MkdirAll(sp.work, 0o700); sp.err != nil {
+			if !s.awaitTurn(sp) {
+				sp.err = errors.New("the node's spares are closing")
+				s.forget(ck.ID, sp)
 				return
 			}
-			sp.lp, sp.err = criu.StartLazyPagesNice(s.ctx, s.bin, ck.ImagesDir(), sp.work, lazyNice)
-			if sp.err != nil {
+			lp, err := s.launch(ck, sp)
+			s.turnDone()
+			if sp.lp, sp.err = lp, err; sp.err != nil {
 				if s.ctx.Err() == nil {
 					s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
 				}
@@ -214,6 +310,19 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 			_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(sp.lp.Pid())), 0o600)
 		}()
 	}
+}
+
+// launch starts sp's daemon and waits until it listens.
+func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.LazyPages, error) {
+	if err := os.MkdirAll(sp.work, 0o700); err != nil {
+		return nil, err
+	}
+	lp, err := criu.LaunchLazyPages(s.bin, ck.ImagesDir(), sp.work, spareNice)
+	if err != nil {
+		return nil, err
+	}
+	sp.launched(lp)
+	return lp, lp.Listening(s.ctx)
 }
 
 // forget removes sp from the spares of snapshot id (it failed to start).
@@ -251,6 +360,7 @@ func (s *lazySpares) close() {
 	}
 	s.mu.Lock()
 	s.closed = true
+	s.turn.Broadcast()
 	all := s.ready
 	s.ready = map[string][]*spareDaemon{}
 	s.mu.Unlock()

@@ -100,11 +100,16 @@ func TestLazySpares(t *testing.T) {
 	ck := &checkpoint.Checkpoint{ID: checkpoint.NewID(time.Now()), Dir: t.TempDir()}
 	ctx := context.Background()
 
-	t.Run("a clone takes the spare and a new one is started after it", func(t *testing.T) {
+	t.Run("a clone takes a spare and a new one is started after it", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, _, _ := newTestSpares(t, dir, bin)
 		s.prepare(ck)
-		first := spareDirs(t, dir, 1)
+		first := spareDirs(t, dir, templateSpares)
+		for _, pid := range first {
+			if n := niceOf(t, pid); n != spareNice {
+				t.Fatalf("a spare runs at nice %d, want %d", n, spareNice)
+			}
+		}
 		start, end := s.begin(ck)
 		work := filepath.Join(t.TempDir(), "restore-work")
 		if err := os.MkdirAll(work, 0o700); err != nil {
@@ -114,13 +119,20 @@ func TestLazySpares(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		taken := ""
 		for name, pid := range first {
-			if lp.Pid() != pid {
-				t.Fatalf("the clone got daemon %d, not the spare %d", lp.Pid(), pid)
+			if lp.Pid() == pid {
+				taken = name
 			}
-			if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
-				t.Fatalf("the spare's directory is still there: %v", err)
-			}
+		}
+		if taken == "" {
+			t.Fatalf("the clone got daemon %d, not a spare of %v", lp.Pid(), first)
+		}
+		if _, err := os.Stat(filepath.Join(dir, taken)); !os.IsNotExist(err) {
+			t.Fatalf("the spare's directory is still there: %v", err)
+		}
+		if n := niceOf(t, lp.Pid()); n != lazyNice {
+			t.Fatalf("the taken spare runs at nice %d, want %d", n, lazyNice)
 		}
 		if _, err := os.Stat(filepath.Join(work, "lazy-pages.socket")); err != nil {
 			t.Fatalf("the daemon's socket did not move with its directory: %v", err)
@@ -128,7 +140,7 @@ func TestLazySpares(t *testing.T) {
 		if cwd, _ := os.Readlink("/proc/" + strconv.Itoa(lp.Pid()) + "/cwd"); cwd != work {
 			t.Fatalf("the daemon works in %q, want %q", cwd, work)
 		}
-		if len(spareDirs(t, dir, 0)) != 0 {
+		if len(spareDirs(t, dir, templateSpares-1)) != templateSpares-1 {
 			t.Fatal("a spare was started while a clone was starting")
 		}
 		end()
@@ -136,16 +148,42 @@ func TestLazySpares(t *testing.T) {
 		if n := niceOf(t, lp.Pid()); n != lazyNice {
 			t.Fatalf("the clone's daemon runs at nice %d after its restore, want %d", n, lazyNice)
 		}
-		next := spareDirs(t, dir, 1)
+		next := spareDirs(t, dir, templateSpares)
 		for _, pid := range next {
 			if pid == lp.Pid() {
 				t.Fatal("the new spare is the daemon the clone took")
 			}
-			if n := niceOf(t, pid); n != lazyNice {
-				t.Fatalf("a spare runs at nice %d, want %d", n, lazyNice)
-			}
 		}
 		lp.Stop()
+	})
+
+	t.Run("spares wait while a clone starts, except the one it waits for", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		start, end := s.begin(ck)
+		s.prepare(ck)
+		time.Sleep(300 * time.Millisecond)
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("%d spares started while a clone was starting", len(ents))
+		}
+		work := filepath.Join(t.TempDir(), "restore-work")
+		if err := os.MkdirAll(work, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		lp, err := start(ctx, work) // takes the first spare, which starts now
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lp.Stop()
+		if cwd, _ := os.Readlink("/proc/" + strconv.Itoa(lp.Pid()) + "/cwd"); cwd != work {
+			t.Fatalf("the clone's daemon works in %q, want the spare moved to %q", cwd, work)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("%d other spares started while the clone was starting", len(ents))
+		}
+		end()
+		spareDirs(t, dir, templateSpares)
 	})
 
 	t.Run("without a spare the clone starts its own daemon; a burst is remembered", func(t *testing.T) {
@@ -178,7 +216,7 @@ func TestLazySpares(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, _, _ := newTestSpares(t, dir, bin)
 		s.prepare(ck)
-		pids := spareDirs(t, dir, 1)
+		pids := spareDirs(t, dir, templateSpares)
 		s.drop(ck.ID)
 		for _, pid := range pids {
 			waitGone(t, pid)
@@ -205,7 +243,7 @@ func TestLazySpares(t *testing.T) {
 		var wg1 sync.WaitGroup
 		old := newLazySpares(ctx1, dir, bin, slog.Default(), &wg1)
 		old.prepare(ck)
-		pids := spareDirs(t, dir, 1)
+		pids := spareDirs(t, dir, templateSpares)
 		cancel1()
 		wg1.Wait() // the agent "crashed": its spares were not closed
 		newTestSpares(t, dir, bin)
@@ -221,7 +259,7 @@ func TestLazySpares(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, cancel, wg := newTestSpares(t, dir, bin)
 		s.prepare(ck)
-		pids := spareDirs(t, dir, 1)
+		pids := spareDirs(t, dir, templateSpares)
 		cancel()
 		wg.Wait()
 		s.close()

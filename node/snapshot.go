@@ -205,7 +205,7 @@ func (a *Agent) AcceptSnapshot(ctx context.Context, id, dir string, received map
 	}
 	check := func() error { return checkpoint.VerifyDir(ctx, dir) }
 	if received != nil {
-		check = func() error { return checkpoint.MatchManifest(dir, received) }
+		check = func() error { return checkpoint.MatchManifest(ctx, dir, received) }
 	}
 	if err := check(); err != nil {
 		return fmt.Errorf("%w: the copy of snapshot %s does not match its manifest: %v", ErrRejected, id, err)

@@ -103,7 +103,7 @@ func sumsOf(t *testing.T, dir string) map[string]checkpoint.Sum {
 	}
 	out := map[string]checkpoint.Sum{}
 	for _, f := range m.Files {
-		out[f.Path] = checkpoint.Sum{Size: f.Size, SHA256: f.SHA256}
+		out[f.Path] = checkpoint.Sum{Size: f.Size, SHA256: f.SHA256, ChunkSize: m.ChunkSize, Chunks: f.Chunks}
 	}
 	return out
 }
@@ -118,7 +118,7 @@ func TestAcceptSnapshotWithTransferSums(t *testing.T) {
 		{"sums as listed", func(map[string]checkpoint.Sum) {}, nil},
 		{"a file arrived with another sum", func(s map[string]checkpoint.Sum) {
 			f := s["images/pages-1.img"]
-			f.SHA256 = strings.Repeat("0", 64)
+			f.Chunks = []string{strings.Repeat("0", 64)}
 			s["images/pages-1.img"] = f
 		}, ErrRejected},
 		{"a file did not arrive", func(s map[string]checkpoint.Sum) { delete(s, checkpoint.DiffFile) }, ErrRejected},

@@ -111,7 +111,7 @@ func (a *Agent) dumpAndSend(ctx context.Context, j migrate.Job) (*migrate.DumpRe
 		return nil, fmt.Errorf("page tunnel to %s: %w", j.Target, sum.Err)
 	}
 	tunnelled := time.Now()
-	st, err := a.sendDir(ctx, targetAddr, streamHeader{Kind: streamMigration, ID: j.ID}, md.Dir, nil)
+	st, err := a.sendDir(ctx, targetAddr, streamHeader{Kind: streamMigration, ID: j.ID}, md.Dir, 0, nil)
 	if err != nil {
 		return nil, fmt.Errorf("streaming the dump to %s: %w", j.Target, err)
 	}

@@ -51,7 +51,7 @@ func (a *Agent) sendCmd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	st, err := a.sendDir(context.WithoutCancel(r.Context()), addr, streamHeader{Kind: streamDiscard}, req.Dir, nil)
+	st, err := a.sendDir(context.WithoutCancel(r.Context()), addr, streamHeader{Kind: streamDiscard}, req.Dir, 0, nil)
 	d := time.Since(start)
 	answer(w, SendResult{Stats: st, Duration: d, MBps: float64(st.RawBytes) / 1e6 / d.Seconds()}, err)
 }

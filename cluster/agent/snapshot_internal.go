@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/ferryhq/ferry/node"
+	"github.com/ferryhq/ferry/node/checkpoint"
 )
 
 // Internal, agent-to-agent steps of snapshots and clones: the agent that serves the operator's request calls
@@ -64,7 +65,12 @@ func (a *Agent) pushSnapshotTo(w http.ResponseWriter, r *http.Request) {
 		answer(w, nil, err)
 		return
 	}
-	st, err := a.sendDir(ctx, addr, streamHeader{Kind: streamSnapshot, ID: id}, a.node.SnapshotDir(id), nil)
+	// In the pieces its manifest sums, so that the receiver's checks of each piece prove the files.
+	var chunk int64
+	if m, err := checkpoint.ReadManifest(a.node.SnapshotDir(id)); err == nil {
+		chunk = m.ChunkSize
+	}
+	st, err := a.sendDir(ctx, addr, streamHeader{Kind: streamSnapshot, ID: id}, a.node.SnapshotDir(id), chunk, nil)
 	answer(w, st, err)
 }
 

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/images"
 	"github.com/ferryhq/ferry/transfer/sshx"
 	"github.com/ferryhq/ferry/transfer/stream"
@@ -73,8 +72,9 @@ func (r *receivedSet) take(id string) (string, bool) {
 
 // sendDir streams dir to the agent at addr and waits for its verdict. A big directory goes over several
 // channels, each on its own SSH connection (Config.Lanes), so that one connection's encryption does not
-// bound it; the verdict comes back on lane 0.
-func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir string, progress func(stream.Progress)) (stream.Stats, error) {
+// bound it, its big files cut in pieces of chunk bytes (0: the stream's default); the verdict comes back on
+// lane 0.
+func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir string, chunk int64, progress func(stream.Progress)) (stream.Stats, error) {
 	// Sizes only: every chunk is hashed as it is read and checked as it arrives, so nothing reads the
 	// files before the sending starts.
 	m, err := stream.ListManifest(ctx, dir)
@@ -117,6 +117,9 @@ func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir st
 	}
 	opts := stream.DefaultSendOptions()
 	opts.Progress, opts.Logger = progress, a.log
+	if chunk != 0 {
+		opts.ChunkSize = chunk
+	}
 	// Frames in flight per stream: with several streams, two each keep the workers busy and the memory
 	// (raw plus compressed frame) bounded to about 4*lanes MiB.
 	opts.Depth = 2
@@ -230,9 +233,11 @@ func (a *Agent) receive(ctx context.Context, r []io.Reader, h streamHeader) (str
 }
 
 // receiveSnapshot receives a copy of a snapshot; the node keeps it only if every file matches the
-// snapshot's manifest. When the sender listed each file's sha256 (and the stream checked it on arrival),
-// those sums are compared with the snapshot's manifest, so the copy is not hashed twice; a stream checked
-// chunk by chunk carries no whole-file sums, and then the node hashes the copy against its manifest.
+// snapshot's manifest. The stream checks every chunk it writes against the sum its sender took as it read
+// it; those sums (and a file's whole sum where the sender listed one) are compared with the snapshot's
+// manifest, which sums its files in pieces of the size the sender cuts them in, so the copy is not read or
+// hashed a second time. A snapshot whose manifest sums whole files (version 1) has its chunked files hashed
+// again against it.
 func (a *Agent) receiveSnapshot(ctx context.Context, r []io.Reader, id, base string, opts stream.ReceiveOptions) (stream.Stats, error) {
 	tmp, err := os.MkdirTemp(base, "snapshot-")
 	if err != nil {
@@ -240,19 +245,13 @@ func (a *Agent) receiveSnapshot(ctx context.Context, r []io.Reader, id, base str
 	}
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "d")
+	var chunks receivedChunks
+	opts.Chunk = chunks.add
 	m, st, err := stream.ReceiveParallel(ctx, r, dir, opts)
 	if err != nil {
 		return st, err
 	}
-	sums := make(map[string]checkpoint.Sum, len(m.Entries))
-	for _, e := range m.Entries {
-		if e.SHA256 == "" {
-			sums = nil
-			break
-		}
-		sums[e.Path] = checkpoint.Sum{Size: e.Size, SHA256: e.SHA256}
-	}
-	return st, a.node.AcceptSnapshot(ctx, id, dir, sums)
+	return st, a.node.AcceptSnapshot(ctx, id, dir, chunks.sums(m))
 }
 
 // Layout of an image stream: image.json and layers/<hex>.tar for each layer the target lacked.
@@ -319,7 +318,7 @@ func (a *Agent) pushImage(ctx context.Context, name, targetAddr string, have map
 	if err := os.WriteFile(filepath.Join(tmp, imageRecordFile), b, 0o600); err != nil {
 		return stream.Stats{}, err
 	}
-	return a.sendDir(ctx, targetAddr, streamHeader{Kind: streamImage, ID: name}, tmp, nil)
+	return a.sendDir(ctx, targetAddr, streamHeader{Kind: streamImage, ID: name}, tmp, 0, nil)
 }
 
 func writeLayerTar(ctx context.Context, st *images.Store, id, path string) error {

@@ -2,7 +2,7 @@
 //
 // A checkpoint is a directory:
 //
-//	manifest.json      every other file's path, size and sha256 (written last)
+//	manifest.json      every other file's path, size and the sha256 of each of its pieces of ChunkSize bytes (written last)
 //	container.json     the container's recorded configuration (image, layers, args, env, limits, network)
 //	rootfs-diff.tar    the writable layer's changes, captured raw from the overlay upper directory
 //	images/            CRIU's images, as `runc checkpoint --image-path` wrote them

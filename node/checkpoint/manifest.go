@@ -17,25 +17,45 @@ import (
 	"time"
 )
 
-// ManifestVersion is the version of the manifest format written by this package.
-const ManifestVersion = 1
+// ManifestVersion is the version of the manifest format written by this package. Version 2 sums every file
+// in pieces of ChunkSize bytes (Chunks); version 1 (still read and verified) has one sum per file (SHA256).
+const ManifestVersion = 2
+
+// ChunkSize is the piece of a file that a version 2 manifest sums on its own. It is the unit in which a
+// checkpoint travels between agents (each piece is checked on arrival against the sum its sender took as it
+// read it), so that the sums a transfer checked prove the received files against the manifest without
+// reading them again.
+const ChunkSize = 8 << 20
 
 // maxManifestBytes bounds the manifest read from disk.
 const maxManifestBytes = 16 << 20
 
 // File is one file of a checkpoint.
 type File struct {
-	Path   string `json:"path"` // slash-separated, relative to the checkpoint directory
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
+	Path string `json:"path"` // slash-separated, relative to the checkpoint directory
+	Size int64  `json:"size"`
+	// SHA256 is the whole file's sum (version 1 manifests).
+	SHA256 string `json:"sha256,omitempty"`
+	// Chunks are the sums of the file's pieces of the manifest's ChunkSize bytes, in order (version 2
+	// manifests): numChunks(Size, ChunkSize) of them; an empty file has one, the sum of nothing.
+	Chunks []string `json:"chunks,omitempty"`
 }
 
 // Manifest lists the files of a checkpoint with their sizes and sums.
 type Manifest struct {
-	Version int       `json:"version"`
-	ID      string    `json:"id"`
-	Created time.Time `json:"created"`
-	Files   []File    `json:"files"`
+	Version   int       `json:"version"`
+	ID        string    `json:"id"`
+	Created   time.Time `json:"created"`
+	ChunkSize int64     `json:"chunk_size,omitempty"` // version 2: the piece each of a file's Chunks sums
+	Files     []File    `json:"files"`
+}
+
+// numChunks is how many pieces of chunk bytes a file of size bytes has (at least one).
+func numChunks(size, chunk int64) int {
+	if size <= chunk {
+		return 1
+	}
+	return int((size + chunk - 1) / chunk)
 }
 
 // Size is the total size of the files listed.
@@ -52,10 +72,23 @@ func covered(rel string) bool {
 	return rel != ManifestFile && rel != ManifestFile+".tmp" && rel != LogsDir && !strings.HasPrefix(rel, LogsDir+"/")
 }
 
-// BuildManifest hashes every regular file under dir that the manifest covers. Anything but regular files and
-// directories is refused: a checkpoint holds nothing else.
+// BuildManifest hashes every regular file under dir that the manifest covers, reading each once and summing
+// it in pieces of ChunkSize (a version 2 manifest). Anything but regular files and directories is refused: a
+// checkpoint holds nothing else.
 func BuildManifest(ctx context.Context, dir string) (*Manifest, error) {
-	m := &Manifest{Version: ManifestVersion}
+	return buildManifest(ctx, dir, ManifestVersion, ChunkSize)
+}
+
+// buildManifest hashes dir's files the way a manifest of the given version sums them (version 1: whole
+// files; version 2: pieces of chunk bytes).
+func buildManifest(ctx context.Context, dir string, version int, chunk int64) (*Manifest, error) {
+	m := &Manifest{Version: version}
+	if version >= 2 {
+		m.ChunkSize = chunk
+	} else {
+		chunk = 0
+	}
+	buf := make([]byte, 1<<20)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -77,11 +110,12 @@ func BuildManifest(ctx context.Context, dir string) (*Manifest, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		size, sum, err := hashFile(p)
+		f, err := hashFile(ctx, p, chunk, buf)
 		if err != nil {
 			return err
 		}
-		m.Files = append(m.Files, File{Path: rel, Size: size, SHA256: sum})
+		f.Path = rel
+		m.Files = append(m.Files, f)
 		return nil
 	})
 	if err != nil {
@@ -91,18 +125,42 @@ func BuildManifest(ctx context.Context, dir string) (*Manifest, error) {
 	return m, nil
 }
 
-func hashFile(p string) (int64, string, error) {
+// hashFile reads the file at p once: with chunk 0 it returns its size and whole sum (SHA256), otherwise its
+// size and the sums of its pieces of chunk bytes (Chunks).
+func hashFile(ctx context.Context, p string, chunk int64, buf []byte) (File, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return 0, "", err
+		return File{}, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return 0, "", fmt.Errorf("reading %s: %w", p, err)
+	if chunk == 0 {
+		h := sha256.New()
+		n, err := io.CopyBuffer(h, f, buf)
+		if err != nil {
+			return File{}, fmt.Errorf("reading %s: %w", p, err)
+		}
+		return File{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
+	var out File
+	h := sha256.New()
+	for {
+		if err := ctx.Err(); err != nil {
+			return File{}, err
+		}
+		h.Reset()
+		n, err := io.CopyBuffer(h, io.LimitReader(f, chunk), buf)
+		if err != nil {
+			return File{}, fmt.Errorf("reading %s: %w", p, err)
+		}
+		if n == 0 && len(out.Chunks) > 0 {
+			return out, nil
+		}
+		out.Size += n
+		out.Chunks = append(out.Chunks, hex.EncodeToString(h.Sum(nil)))
+		if n < chunk {
+			return out, nil
+		}
+	}
 }
 
 func (m *Manifest) write(dir string) error {
@@ -157,8 +215,13 @@ func DecodeManifest(r io.Reader) (*Manifest, error) {
 
 // Validate checks that the manifest's paths are clean, relative, unique and covered, and sizes sane.
 func (m *Manifest) Validate() error {
-	if m.Version != ManifestVersion {
-		return fmt.Errorf("%w: manifest version %d, this agent reads %d", ErrCorrupt, m.Version, ManifestVersion)
+	switch {
+	case m.Version == 1 && m.ChunkSize == 0:
+	case m.Version == 2 && m.ChunkSize >= 4096 && m.ChunkSize <= 1<<30:
+	case m.Version == 1 || m.Version == 2:
+		return fmt.Errorf("%w: manifest version %d with chunk size %d", ErrCorrupt, m.Version, m.ChunkSize)
+	default:
+		return fmt.Errorf("%w: manifest version %d, this agent reads 1 to %d", ErrCorrupt, m.Version, ManifestVersion)
 	}
 	seen := map[string]bool{}
 	for _, f := range m.Files {
@@ -170,11 +233,40 @@ func (m *Manifest) Validate() error {
 			return fmt.Errorf("%w: manifest lists %s twice", ErrCorrupt, f.Path)
 		}
 		seen[f.Path] = true
-		if f.Size < 0 || len(f.SHA256) != 64 {
+		if f.Size < 0 || !m.sumsFit(f) {
 			return fmt.Errorf("%w: manifest entry for %s has a bad size or sum", ErrCorrupt, f.Path)
 		}
 	}
 	return nil
+}
+
+// sumsFit says whether f carries the sums its manifest's version calls for, well formed.
+func (m *Manifest) sumsFit(f File) bool {
+	if m.Version == 1 {
+		return len(f.Chunks) == 0 && isSum(f.SHA256)
+	}
+	if f.SHA256 != "" || len(f.Chunks) != numChunks(f.Size, m.ChunkSize) {
+		return false
+	}
+	for _, c := range f.Chunks {
+		if !isSum(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// isSum says whether s is a sha256 in lower-case hex.
+func isSum(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // VerifyDir checks every file under dir against its manifest: each listed file must exist with the listed size
@@ -184,13 +276,14 @@ func VerifyDir(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	got, err := BuildManifest(ctx, dir)
+	// The files are summed the way the manifest sums them, each read once.
+	got, err := buildManifest(ctx, dir, want.Version, want.ChunkSize)
 	if err != nil {
 		return err
 	}
 	have := make(map[string]Sum, len(got.Files))
 	for _, f := range got.Files {
-		have[f.Path] = Sum{Size: f.Size, SHA256: f.SHA256}
+		have[f.Path] = Sum{Size: f.Size, SHA256: f.SHA256, ChunkSize: got.ChunkSize, Chunks: f.Chunks}
 	}
-	return matchFiles(want, have, func(string) bool { return true })
+	return matchFiles(ctx, dir, want, have, func(string) bool { return true })
 }

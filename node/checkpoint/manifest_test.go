@@ -126,6 +126,7 @@ func TestDecodeManifestRejects(t *testing.T) {
 func FuzzDecodeManifest(f *testing.F) {
 	f.Add([]byte(`{"version":1,"files":[{"path":"images/pages-1.img","size":4096,"sha256":"` + strings.Repeat("0", 64) + `"}]}`))
 	f.Add([]byte(`{"version":1,"files":[{"path":"../x","size":1,"sha256":""}]}`))
+	f.Add([]byte(`{"version":2,"chunk_size":8388608,"files":[{"path":"images/pages-1.img","size":4096,"chunks":["` + strings.Repeat("0", 64) + `"]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeManifest(bytes.NewReader(b))
 		if err != nil {

@@ -16,9 +16,10 @@ import (
 // copied in the background; the daemon exits when every page is in. (go-criu has no request for it, so it is
 // run as `criu lazy-pages`.)
 type LazyPages struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  string
+	cmd    *exec.Cmd
+	done   chan error
+	log    string
+	socket string
 }
 
 // socketName is where the daemon listens for the restoring CRIU, in the shared work directory.
@@ -27,41 +28,57 @@ const lazySocket = "lazy-pages.socket"
 // StartLazyPages starts the daemon for imagesDir with workDir as the work directory that the restore (runc
 // restore --lazy-pages --work-path workDir) must use too, and waits until it listens.
 func StartLazyPages(ctx context.Context, binary, imagesDir, workDir string) (*LazyPages, error) {
-	return StartLazyPagesNice(ctx, binary, imagesDir, workDir, 0)
+	lp, err := LaunchLazyPages(binary, imagesDir, workDir, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := lp.Listening(ctx); err != nil {
+		return nil, err
+	}
+	return lp, nil
 }
 
-// StartLazyPagesNice is StartLazyPages for a daemon that runs at the given nice value from its start (for
-// daemons started ahead of need, which should not slow down what runs now).
-func StartLazyPagesNice(ctx context.Context, binary, imagesDir, workDir string, nice int) (*LazyPages, error) {
+// LaunchLazyPages starts the daemon like StartLazyPages, at the given nice value from its start (for a daemon
+// started ahead of need, whose start-up should not slow down what runs now; SetNice changes it later), and
+// returns at once: Listening waits until it listens.
+func LaunchLazyPages(binary, imagesDir, workDir string, nice int) (*LazyPages, error) {
 	if binary == "" {
 		binary = "criu"
 	}
 	_ = os.Remove(filepath.Join(workDir, lazySocket))
-	lp := &LazyPages{done: make(chan error, 1), log: filepath.Join(workDir, "lazy-pages.log")}
+	lp := &LazyPages{done: make(chan error, 1), log: filepath.Join(workDir, "lazy-pages.log"), socket: filepath.Join(workDir, lazySocket)}
 	lp.cmd = exec.Command(binary, "lazy-pages", "--images-dir", imagesDir, "--work-dir", workDir, "--log-file", "lazy-pages.log", "-v4")
 	if err := lp.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting criu lazy-pages: %w", err)
 	}
 	if nice != 0 {
+		// Inherited by what it forks (the launcher's mount) and kept across exec (CRIU itself).
 		_ = lp.SetNice(nice)
 	}
 	go func() { lp.done <- lp.cmd.Wait() }()
+	return lp, nil
+}
+
+// Listening waits until the daemon LaunchLazyPages started listens; on failure (or when ctx ends) the daemon
+// is stopped.
+func (lp *LazyPages) Listening(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(workDir, lazySocket)); err == nil {
-			return lp, nil
+		if _, err := os.Stat(lp.socket); err == nil {
+			return nil
 		}
 		select {
 		case err := <-lp.done:
-			return nil, fmt.Errorf("criu lazy-pages exited at start (%v); see %s", err, lp.log)
+			lp.done <- err
+			return fmt.Errorf("criu lazy-pages exited at start (%v); see %s", err, lp.log)
 		case <-ctx.Done():
 			lp.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			lp.Stop()
-			return nil, errors.New("criu lazy-pages did not listen within 10s; see " + lp.log)
+			return errors.New("criu lazy-pages did not listen within 10s; see " + lp.log)
 		}
 	}
 }
@@ -102,7 +119,9 @@ func (lp *LazyPages) Exited() bool {
 // Moved tells lp that its work directory was renamed to workDir (on the same filesystem). The daemon works
 // in the directory it has open (CRIU changes into its work directory at start), so it goes on listening on
 // the socket there; a restore given workDir connects to it.
-func (lp *LazyPages) Moved(workDir string) { lp.log = filepath.Join(workDir, "lazy-pages.log") }
+func (lp *LazyPages) Moved(workDir string) {
+	lp.log, lp.socket = filepath.Join(workDir, "lazy-pages.log"), filepath.Join(workDir, lazySocket)
+}
 
 // Stop kills the daemon (after a failed restore it would wait forever).
 func (lp *LazyPages) Stop() {

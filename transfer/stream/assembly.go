@@ -25,6 +25,7 @@ type assembly struct {
 	sync      bool
 	dec       *zstd.Decoder
 	log       *slog.Logger
+	onChunk   func(ChunkSum)
 	tr        *tracker
 	nstreams  int
 	committed bool

@@ -223,6 +223,11 @@ func (s *inStream) endChunk(p []byte) error {
 	}
 	fsx := s.cur
 	s.cur = nil
+	if s.a.onChunk != nil {
+		cs := ChunkSum{Path: fsx.e.Path, Offset: int64(s.chunk.Offset), Length: int64(s.got)}
+		copy(cs.SHA256[:], p[12:12+sha256.Size])
+		s.a.onChunk(cs)
+	}
 	var whole hash.Hash
 	if s.chunk.Offset == 0 && int64(s.chunk.Length) == fsx.e.Size {
 		whole = s.hash

@@ -33,6 +33,19 @@ type ReceiveOptions struct {
 	ProgressInterval time.Duration
 	// Logger receives debug and warning records. Nil: discard.
 	Logger *slog.Logger
+	// Chunk, when not nil, is told of every chunk once its bytes are written to the staged file and checked
+	// against the sum its sender took as it read them, so that a caller can prove the files against sums of
+	// its own without reading them again. It is called from several goroutines at once and must not block.
+	Chunk func(ChunkSum)
+}
+
+// ChunkSum is one chunk of a received file, written and checked: Length bytes at Offset whose SHA-256 is
+// SHA256. A file sent whole (Send, or one smaller than the chunk size) is one chunk at offset 0.
+type ChunkSum struct {
+	Path   string
+	Offset int64
+	Length int64
+	SHA256 [32]byte
 }
 
 // DefaultReceiveOptions returns the recommended options: defaults, with Sync on.
@@ -149,7 +162,7 @@ func newAssembly(dir string, opts ReceiveOptions, n int) (*assembly, error) {
 		os.RemoveAll(staging)
 		return nil, fmt.Errorf("receive: zstd decoder: %w", err)
 	}
-	return &assembly{staging: staging, root: root, lim: opts.Limits, sync: opts.Sync, dec: dec, log: opts.Logger,
+	return &assembly{staging: staging, root: root, lim: opts.Limits, sync: opts.Sync, dec: dec, log: opts.Logger, onChunk: opts.Chunk,
 		nstreams: n, seen: make([]bool, n), tr: newTracker(opts.Progress, opts.ProgressInterval, n)}, nil
 }
 
