@@ -8,9 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/criu"
@@ -166,17 +164,7 @@ func newLazySpares(ctx context.Context, dir, bin string, log *slog.Logger, wg *s
 func (s *lazySpares) reapLeftovers() {
 	ents, _ := os.ReadDir(s.dir)
 	for _, de := range ents {
-		work := filepath.Join(s.dir, de.Name())
-		b, err := os.ReadFile(filepath.Join(work, sparePidFile))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 0 {
-			continue
-		}
-		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == work {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		if pid, ok := stopDaemonIn(filepath.Join(s.dir, de.Name()), sparePidFile); ok {
 			s.log.Info("stopped a spare lazy-pages daemon left by an earlier agent", "pid", pid)
 		}
 	}
