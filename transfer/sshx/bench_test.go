@@ -8,9 +8,14 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/ferryhq/ferry/transfer/stream"
 	"github.com/ferryhq/ferry/transfer/stripe"
 
 	"golang.org/x/crypto/ssh"
@@ -205,4 +210,101 @@ func BenchmarkStripe(b *testing.B) {
 			})
 		}
 	}
+}
+
+// memloadData is what cmd/memload holds: the first half lines of text, the second half pseudo-random bytes
+// (the transfer benchmark sends a CRIU dump of it).
+func memloadData(n int) []byte {
+	buf := make([]byte, n)
+	half := n / 2
+	for off, line := 0, 0; off < half; line++ {
+		off += copy(buf[off:half], fmt.Sprintf("line %08d: the quick brown fox jumps over the lazy dog, again and again\n", line))
+	}
+	rnd := mrand.New(mrand.NewPCG(1, 2))
+	for i := half; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(buf[i:], rnd.Uint64())
+	}
+	return buf
+}
+
+// BenchmarkStream sends a 256 MiB memload-like pages file with stream.SendParallel over 4 SSH connections
+// to stream.ReceiveParallel in the same process (staged on disk, no fsync, then removed), as an agent's
+// directory stream does: both ends share the machine's cores. MB/s is the raw rate.
+func BenchmarkStream(b *testing.B) {
+	const lanes = 4
+	ca := newTestCA(b)
+	src := b.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "pages-1.img"), memloadData(benchTotal), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	m, err := stream.ListManifest(context.Background(), src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := b.TempDir()
+	srv, addr := startServer(b, newTestIdentity(b, ca, "target"), "", nil)
+	var mu sync.Mutex
+	var got []*Channel
+	var n int
+	fin := make(chan struct{})
+	results := make(chan error, 1)
+	srv.Handle(ChannelStream, []string{RoleAgent}, func(ctx context.Context, ch *Channel) {
+		mu.Lock()
+		got = append(got, ch)
+		done := fin
+		if len(got) < lanes {
+			mu.Unlock()
+			<-done
+			return
+		}
+		rs := make([]io.Reader, lanes)
+		for _, c := range got {
+			rs[int(c.ExtraData()[0])] = c
+		}
+		got = nil
+		fin = make(chan struct{})
+		n++
+		dir := filepath.Join(dst, fmt.Sprint(n))
+		mu.Unlock()
+		_, _, err := stream.ReceiveParallel(ctx, rs, dir, stream.ReceiveOptions{})
+		os.RemoveAll(dir)
+		close(done)
+		results <- err
+	})
+	pool := NewPool(&Dialer{Identity: newTestIdentity(b, ca, "source")})
+	defer pool.Close()
+	b.SetBytes(benchTotal)
+	var st stream.Stats
+	cpu0 := cpuTime()
+	for b.Loop() {
+		ws := make([]io.Writer, lanes)
+		for i := range ws {
+			c, err := pool.OpenOn(context.Background(), addr, i, ChannelStream, []byte{byte(i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ws[i] = c
+		}
+		opts := stream.DefaultSendOptions()
+		opts.Depth = 2
+		if st, err = stream.SendParallel(context.Background(), ws, src, m, opts); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-results; err != nil {
+			b.Fatal(err)
+		}
+		for _, w := range ws {
+			w.(net.Conn).Close()
+		}
+	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(st.Ratio(), "ratio")
+}
+
+// cpuTime is the user and system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
