@@ -176,7 +176,12 @@ func (a *Agent) serveStream(ctx context.Context, ch *sshx.Channel) {
 		for i, l := range lanes {
 			rs[i] = l
 		}
-		st, err = a.receive(ctx, rs, h)
+		var scratch string
+		st, scratch, err = a.receive(ctx, rs, h)
+		if scratch != "" {
+			// Removed once the verdict is out: the sender need not wait for the file system.
+			defer os.RemoveAll(scratch)
+		}
 	}
 	ack := streamAck{OK: err == nil, Stats: st}
 	if err != nil {
@@ -190,10 +195,12 @@ func (a *Agent) serveStream(ctx context.Context, ch *sshx.Channel) {
 	}
 }
 
-func (a *Agent) receive(ctx context.Context, r []io.Reader, h streamHeader) (stream.Stats, error) {
+// receive takes one directory stream by its kind. scratch, when not empty, is a directory the caller
+// removes after answering the sender.
+func (a *Agent) receive(ctx context.Context, r []io.Reader, h streamHeader) (st stream.Stats, scratch string, err error) {
 	base := filepath.Join(a.cfg.DataDir, "incoming")
 	if err := os.MkdirAll(base, 0o700); err != nil {
-		return stream.Stats{}, err
+		return stream.Stats{}, "", err
 	}
 	opts := stream.DefaultReceiveOptions()
 	opts.Logger = a.log
@@ -202,7 +209,7 @@ func (a *Agent) receive(ctx context.Context, r []io.Reader, h streamHeader) (str
 	switch h.Kind {
 	case streamMigration:
 		if _, err := a.node.Incoming(h.ID); err != nil {
-			return stream.Stats{}, err
+			return stream.Stats{}, "", err
 		}
 		dir := filepath.Join(base, "migration-"+h.ID)
 		_ = os.RemoveAll(dir)
@@ -210,23 +217,23 @@ func (a *Agent) receive(ctx context.Context, r []io.Reader, h streamHeader) (str
 		if err == nil {
 			a.received.put(h.ID, dir)
 		}
-		return st, err
+		return st, "", err
 	case streamSnapshot:
-		return a.receiveSnapshot(ctx, r, h.ID, base, opts)
+		st, err := a.receiveSnapshot(ctx, r, h.ID, base, opts)
+		return st, "", err
 	case streamImage, streamDiscard:
 		tmp, err := os.MkdirTemp(base, h.Kind+"-")
 		if err != nil {
-			return stream.Stats{}, err
+			return stream.Stats{}, "", err
 		}
-		defer os.RemoveAll(tmp)
 		dir := filepath.Join(tmp, "d")
 		_, st, err := stream.ReceiveParallel(ctx, r, dir, opts)
 		if err == nil && h.Kind == streamImage {
 			err = a.storeImage(ctx, dir)
 		}
-		return st, err
+		return st, tmp, err
 	}
-	return stream.Stats{}, fmt.Errorf("unknown stream kind %q", h.Kind)
+	return stream.Stats{}, "", fmt.Errorf("unknown stream kind %q", h.Kind)
 }
 
 // receiveSnapshot receives a copy of a snapshot; the node keeps it only if every file matches the
