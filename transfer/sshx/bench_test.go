@@ -1,6 +1,7 @@
 package sshx
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -213,30 +214,36 @@ func BenchmarkStripe(b *testing.B) {
 	}
 }
 
-// memloadData is what cmd/memload holds: the first half lines of text, the second half pseudo-random bytes
-// (the transfer benchmark sends a CRIU dump of it).
-func memloadData(n int) []byte {
-	buf := make([]byte, n)
-	half := n / 2
-	for off, line := 0, 0; off < half; line++ {
-		off += copy(buf[off:half], fmt.Sprintf("line %08d: the quick brown fox jumps over the lazy dog, again and again\n", line))
+// writeMemload writes benchTotal bytes of memloadData to path without holding them all in memory (the
+// benchmark may run under a GOMEMLIMIT below that).
+func writeMemload(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	half := benchTotal / 2
+	var line []byte
+	w := bufio.NewWriterSize(f, 1<<20)
+	for n, i := 0, 0; n < half; i++ {
+		line = fmt.Appendf(line[:0], "line %08d: the quick brown fox jumps over the lazy dog, again and again\n", i)
+		line = line[:min(len(line), half-n)]
+		w.Write(line)
+		n += len(line)
 	}
 	rnd := mrand.New(mrand.NewPCG(1, 2))
-	for i := half; i+8 <= n; i += 8 {
-		binary.LittleEndian.PutUint64(buf[i:], rnd.Uint64())
+	var word [8]byte
+	for i := half; i+8 <= benchTotal; i += 8 {
+		binary.LittleEndian.PutUint64(word[:], rnd.Uint64())
+		w.Write(word[:])
 	}
-	return buf
-}
-
-// writeMemload writes benchTotal bytes of memloadData to path, and collects them before the timing starts.
-func writeMemload(b *testing.B, path string) {
-	if err := os.WriteFile(path, memloadData(benchTotal), 0o600); err != nil {
+	if err := w.Flush(); err != nil {
 		b.Fatal(err)
 	}
 	runtime.GC()
 }
 
-// BenchmarkStream sends a 256 MiB memload-like pages file with stream.SendParallel over 4 SSH connections
+// BenchmarkStream sends a 256 MiB pages file of what cmd/memload holds (half lines of text, half random) with stream.SendParallel over 4 SSH connections
 // to stream.ReceiveParallel in the same process (staged on disk, no fsync, then removed), as an agent's
 // directory stream does: both ends share the machine's cores. MB/s is the raw rate.
 func BenchmarkStream(b *testing.B) {
