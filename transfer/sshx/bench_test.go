@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -243,18 +244,46 @@ func writeMemload(b *testing.B, path string) {
 	runtime.GC()
 }
 
-// BenchmarkStream sends a 256 MiB pages file of what cmd/memload holds (half lines of text, half random) with stream.SendParallel over 4 SSH connections
-// to stream.ReceiveParallel in the same process (staged on disk, no fsync, then removed), as an agent's
-// directory stream does: both ends share the machine's cores. MB/s is the raw rate.
+// BenchmarkStream sends a 256 MiB pages file of what cmd/memload holds (half lines of text, half random)
+// with stream.SendParallel over 4 (and 2) SSH connections to stream.ReceiveParallel in the same process
+// (staged on disk, no fsync, then removed), as an agent's directory stream does: both ends share the
+// machine's cores. MB/s is the raw rate, cpu-ms/op the CPU time of both ends per transfer.
 func BenchmarkStream(b *testing.B) {
-	const lanes = 4
-	ca := newTestCA(b)
 	src := b.TempDir()
 	writeMemload(b, filepath.Join(src, "pages-1.img"))
 	m, err := stream.ListManifest(context.Background(), src)
 	if err != nil {
 		b.Fatal(err)
 	}
+	for _, lanes := range []int{4, 2} {
+		for _, frame := range benchFrames() {
+			b.Run(fmt.Sprintf("lanes=%d/frame=%dKiB", lanes, frame>>10), func(b *testing.B) {
+				opts := stream.DefaultSendOptions()
+				opts.Depth = 2 // as the agent sends
+				opts.FrameSize = frame
+				benchStream(b, src, m, lanes, opts)
+			})
+		}
+	}
+}
+
+// benchFrames are the frame sizes BenchmarkStream tries: the default, or FERRY_BENCH_FRAMES (KiB, comma-separated).
+func benchFrames() []int {
+	env := os.Getenv("FERRY_BENCH_FRAMES")
+	if env == "" {
+		return []int{stream.DefaultFrameSize}
+	}
+	var out []int
+	for _, f := range strings.Split(env, ",") {
+		var k int
+		fmt.Sscan(f, &k)
+		out = append(out, k<<10)
+	}
+	return out
+}
+
+func benchStream(b *testing.B, src string, m *stream.Manifest, lanes int, opts stream.SendOptions) {
+	ca := newTestCA(b)
 	dst := b.TempDir()
 	srv, addr := startServer(b, newTestIdentity(b, ca, "target"), "", nil)
 	var mu sync.Mutex
@@ -289,6 +318,7 @@ func BenchmarkStream(b *testing.B) {
 	defer pool.Close()
 	b.SetBytes(benchTotal)
 	var st stream.Stats
+	var err error
 	cpu0 := cpuTime()
 	for b.Loop() {
 		ws := make([]io.Writer, lanes)
@@ -300,8 +330,6 @@ func BenchmarkStream(b *testing.B) {
 			defer c.Close()
 			ws[i] = c
 		}
-		opts := stream.DefaultSendOptions()
-		opts.Depth = 2
 		if st, err = stream.SendParallel(context.Background(), ws, src, m, opts); err != nil {
 			b.Fatal(err)
 		}
