@@ -41,7 +41,7 @@ type Config struct {
 	ControllerKey string
 	// Lanes is how many SSH connections a bulk transfer to another agent (a migration's page tunnel, a
 	// directory stream) spreads over: one connection is bound by one core's encryption and one reader.
-	// Zero: DefaultLanes.
+	// A directory stream uses no more lanes than the process has cores (streamLanes). Zero: DefaultLanes.
 	Lanes int
 	// MemoryLimit, when positive, is a soft limit for the Go heap of the whole process
 	// (runtime/debug.SetMemoryLimit), unless GOMEMLIMIT is set. Streams churn through frame buffers and

@@ -13,6 +13,7 @@
 #   3. The manual way: `tar czf - DIR | ssh bt-2 'tar xzf - -C DEST'`, to an sshd started for the benchmark in
 #      bt-2's namespace (temporary host and client keys, its own config, killed at the end).
 # Ferry's runs and the plain copies alternate (Ferry, plain, Ferry, ...), so that both see the same load.
+# Each send also records both agents' CPU time and minor page faults (from /proc/PID/stat).
 # Targets (issue 4): Ferry >= 60% of the plain copy's throughput, >= 5x the manual way's, fewer bytes on the wire
 # than the plain copy; the sending agent under 100 MiB of peak RSS.
 
@@ -115,6 +116,11 @@ print(round(d["mb_per_s"], 1), wire, raw, sys.argv[2], s.get("streams", ""))
 PY
 }
 
+# bt_cpu PID: the process's CPU time so far (user + system, ms) and its minor page faults: "MS FAULTS".
+bt_cpu() {
+	awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz), $8}' "/proc/$1/stat"
+}
+
 # bt_plain_copy DIR: tar cf | socat from bt-1 into socat | wc -c on bt-2; prints "MBPS BYTES MS".
 bt_plain_copy() {
 	local dir=$1 cnt=$BENCH_TMP/bt-plain.count rpid t0 t1 bytes
@@ -198,13 +204,22 @@ bench_transfer() {
 	local rss0
 	rss0=$(awk '/^VmRSS:/ {print $2}' "/proc/$agent/status")
 	# Ferry's sends and the plain copies alternate, so that both see the same load on a shared machine.
-	local hwm_send=0 kib
+	local hwm_send=0 kib receiver s0 r0 s1 r1 a0 a1 b0 b1 f_scpu=() f_rcpu=()
+	receiver=$(cat "$BT_DIR/${BT_HOSTS[1]}.pid")
 	for i in $(seq "$runs"); do
+		s0=$(bt_cpu "$agent") r0=$(bt_cpu "$receiver")
 		line=$(bt_ferry_send "$data") || bench_die "Ferry's stream failed (agent logs in $BT_DIR/*.log)"
+		s1=$(bt_cpu "$agent") r1=$(bt_cpu "$receiver")
 		read -r a b c d e <<<"$line"
 		f_mbps+=("$a") f_wire+=("$b") f_ms+=("$d") streams=$e
 		[ "$c" -eq "$raw" ] || bench_note "Ferry's stream carried $c raw bytes, the directory holds $raw"
-		bench_log "transfer: Ferry run $i: $a MB/s, $b bytes on the wire, $d ms"
+		# CPU time and minor page faults of each agent during the send (the agents do little else meanwhile).
+		read -r s0 a0 <<<"$s0"
+		read -r s1 a1 <<<"$s1"
+		read -r r0 b0 <<<"$r0"
+		read -r r1 b1 <<<"$r1"
+		f_scpu+=("$((s1 - s0))") f_rcpu+=("$((r1 - r0))")
+		bench_log "transfer: Ferry run $i: $a MB/s, $b bytes on the wire, $d ms; CPU sender $((s1 - s0)) ms ($((a1 - a0)) minor faults), receiver $((r1 - r0)) ms ($((b1 - b0)) minor faults)"
 		kib=$(bench_hwm_kib "$agent")
 		[ "$kib" -gt "$hwm_send" ] && hwm_send=$kib
 		line=$(bt_plain_copy "$data") || bench_die "plain copy failed"
@@ -228,6 +243,8 @@ bench_transfer() {
 	bench_figure ferry_vs_plain_pct "Ferry throughput / plain copy" "$(python3 -c "print(round(100 * $fm / $pm, 1))")" % ">=60"
 	bench_figure ferry_vs_manual_x "Ferry throughput / manual way" "$(python3 -c "print(round($fm / $mm, 2))")" x ">=5"
 	bench_figure ferry_ratio "Ferry wire / raw bytes" "$(python3 -c "print(round($fw / $raw, 3))")" ""
+	bench_figure sender_cpu_ms "sending agent CPU time per send (median)" "$(bench_stat median "${f_scpu[@]}")" ms
+	bench_figure receiver_cpu_ms "receiving agent CPU time per send (median)" "$(bench_stat median "${f_rcpu[@]}")" ms
 	bench_figure agent_hwm_send_mib "sending agent peak RSS during the sends (VmHWM)" "$(bench_mib "$hwm_send")" MiB "<100"
 	bench_figure agent_hwm_life_mib "sending agent peak RSS before the sends (VmHWM since start)" "$(bench_mib "$hwm_life")" MiB
 	bench_baseline plain_mbps "plain TCP copy throughput (tar | socat, median)" "$pm" MB/s
@@ -237,6 +254,8 @@ bench_transfer() {
 	bench_baseline manual_ms "manual way time (median)" "$(bench_stat median "${m_ms[@]}")" ms
 	bench_samples ferry_mbps MB/s "${f_mbps[@]}"
 	bench_samples ferry_wire_bytes bytes "${f_wire[@]}"
+	bench_samples sender_cpu_ms ms "${f_scpu[@]}"
+	bench_samples receiver_cpu_ms ms "${f_rcpu[@]}"
 	bench_samples plain_mbps MB/s "${p_mbps[@]}"
 	bench_samples manual_mbps MB/s "${m_mbps[@]}"
 	bench_samples manual_bytes bytes "${m_bytes[@]}"

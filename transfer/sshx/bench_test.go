@@ -1,6 +1,7 @@
 package sshx
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -8,9 +9,16 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/ferryhq/ferry/transfer/stream"
 	"github.com/ferryhq/ferry/transfer/stripe"
 
 	"golang.org/x/crypto/ssh"
@@ -205,4 +213,140 @@ func BenchmarkStripe(b *testing.B) {
 			})
 		}
 	}
+}
+
+// writeMemload writes benchTotal bytes of memloadData to path without holding them all in memory (the
+// benchmark may run under a GOMEMLIMIT below that).
+func writeMemload(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	half := benchTotal / 2
+	var line []byte
+	w := bufio.NewWriterSize(f, 1<<20)
+	for n, i := 0, 0; n < half; i++ {
+		line = fmt.Appendf(line[:0], "line %08d: the quick brown fox jumps over the lazy dog, again and again\n", i)
+		line = line[:min(len(line), half-n)]
+		w.Write(line)
+		n += len(line)
+	}
+	rnd := mrand.New(mrand.NewPCG(1, 2))
+	var word [8]byte
+	for i := half; i+8 <= benchTotal; i += 8 {
+		binary.LittleEndian.PutUint64(word[:], rnd.Uint64())
+		w.Write(word[:])
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+}
+
+// BenchmarkStream sends a 256 MiB pages file of what cmd/memload holds (half lines of text, half random)
+// with stream.SendParallel over 4 (and 2) SSH connections to stream.ReceiveParallel in the same process
+// (staged on disk, no fsync, then removed), as an agent's directory stream does: both ends share the
+// machine's cores. MB/s is the raw rate, cpu-ms/op the CPU time of both ends per transfer.
+func BenchmarkStream(b *testing.B) {
+	src := b.TempDir()
+	writeMemload(b, filepath.Join(src, "pages-1.img"))
+	m, err := stream.ListManifest(context.Background(), src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, lanes := range []int{4, 2} {
+		for _, frame := range benchFrames() {
+			b.Run(fmt.Sprintf("lanes=%d/frame=%dKiB", lanes, frame>>10), func(b *testing.B) {
+				opts := stream.DefaultSendOptions()
+				opts.Depth = 2 // as the agent sends
+				opts.FrameSize = frame
+				benchStream(b, src, m, lanes, opts)
+			})
+		}
+	}
+}
+
+// benchFrames are the frame sizes BenchmarkStream tries: the default, or FERRY_BENCH_FRAMES (KiB, comma-separated).
+func benchFrames() []int {
+	env := os.Getenv("FERRY_BENCH_FRAMES")
+	if env == "" {
+		return []int{stream.DefaultFrameSize}
+	}
+	var out []int
+	for _, f := range strings.Split(env, ",") {
+		var k int
+		fmt.Sscan(f, &k)
+		out = append(out, k<<10)
+	}
+	return out
+}
+
+func benchStream(b *testing.B, src string, m *stream.Manifest, lanes int, opts stream.SendOptions) {
+	ca := newTestCA(b)
+	dst := b.TempDir()
+	srv, addr := startServer(b, newTestIdentity(b, ca, "target"), "", nil)
+	var mu sync.Mutex
+	var got []*Channel
+	var n int
+	fin := make(chan struct{})
+	results := make(chan error, 1)
+	srv.Handle(ChannelStream, []string{RoleAgent}, func(ctx context.Context, ch *Channel) {
+		mu.Lock()
+		got = append(got, ch)
+		done := fin
+		if len(got) < lanes {
+			mu.Unlock()
+			<-done
+			return
+		}
+		rs := make([]io.Reader, lanes)
+		for _, c := range got {
+			rs[int(c.ExtraData()[0])] = c
+		}
+		got = nil
+		fin = make(chan struct{})
+		n++
+		dir := filepath.Join(dst, fmt.Sprint(n))
+		mu.Unlock()
+		_, _, err := stream.ReceiveParallel(ctx, rs, dir, stream.ReceiveOptions{})
+		os.RemoveAll(dir)
+		close(done)
+		results <- err
+	})
+	pool := NewPool(&Dialer{Identity: newTestIdentity(b, ca, "source")})
+	defer pool.Close()
+	b.SetBytes(benchTotal)
+	var st stream.Stats
+	var err error
+	cpu0 := cpuTime()
+	for b.Loop() {
+		ws := make([]io.Writer, lanes)
+		for i := range ws {
+			c, err := pool.OpenOn(context.Background(), addr, i, ChannelStream, []byte{byte(i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ws[i] = c
+		}
+		if st, err = stream.SendParallel(context.Background(), ws, src, m, opts); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-results; err != nil {
+			b.Fatal(err)
+		}
+		for _, w := range ws {
+			w.(net.Conn).Close()
+		}
+	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(st.Ratio(), "ratio")
+}
+
+// cpuTime is the user and system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

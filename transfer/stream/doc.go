@@ -100,4 +100,16 @@
 // io.Pipe in one process (both sides sharing the 2 cores, writing to disk)
 // ran at 115-140 MB/s and peaked at about 30 MiB of heap in use (VmHWM of
 // the whole test process 29 MB when run alone).
+//
+// sshx BenchmarkStream runs the whole path as agents do (SendParallel over
+// SSH connections into ReceiveParallel, both in one process on 2 cores, 256
+// MiB of memload's half text, half random pages). Its CPU profile: SHA-256
+// (one pass per side) about a third, system calls (file read and write, TCP)
+// a quarter, copies a tenth (most in x/crypto/ssh, which copies every packet
+// it reads into a new buffer), zstd about a tenth, AES-GCM and CRC32C the
+// rest. Frame buffers sit on bounded free lists (buflist.go), not in
+// sync.Pools that every collection empties: CPU per transfer 1524-1724 ms
+// before, 1290-1584 ms after on a busy machine; about 930 ms on a quieter
+// one, at 490-530 MB/s over 2 connections. Frame sizes of 256 KiB and 1 MiB
+// measured the same; a 64 MiB GOMEMLIMIT cost 0-5% against none.
 package stream

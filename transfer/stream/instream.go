@@ -10,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"strconv"
-	"sync"
 )
 
 // rframe is one frame handed from a stream's reader goroutine to its receiver.
@@ -25,7 +24,7 @@ type rframe struct {
 type inStream struct {
 	a      *assembly
 	frames chan rframe
-	pool   *sync.Pool
+	pool   *bufList
 	dec    []byte
 	chunks uint64
 	raw    uint64
@@ -40,7 +39,8 @@ type inStream struct {
 func (a *assembly) receiveStream(ctx context.Context, r io.Reader, idx int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pool := &sync.Pool{New: func() any { b := make([]byte, 0, DefaultFrameSize+frameCRCLen); return &b }}
+	// Frame buffers: two queued in frames, one being handled, one being read.
+	pool := newBufList(4, 0, DefaultFrameSize+frameCRCLen)
 	s := &inStream{a: a, frames: make(chan rframe, 2), pool: pool}
 	go s.readFrames(ctx, bufio.NewReaderSize(countingReader{r, &a.tr.wire}, 64<<10))
 	err := s.run(ctx)
@@ -62,7 +62,7 @@ func (s *inStream) readFrames(ctx context.Context, r io.Reader) {
 		return
 	}
 	for {
-		buf := s.pool.Get().(*[]byte)
+		buf := s.pool.get()
 		t, p, err := readFrame(r, s.a.lim, *buf)
 		if cap(p) > cap(*buf) && cap(p) <= DefaultMaxFrameSize+frameCRCLen {
 			*buf = p[:0]
@@ -120,7 +120,7 @@ func (s *inStream) run(ctx context.Context) error {
 			return err
 		}
 		done, err := s.handle(f)
-		s.pool.Put(f.buf)
+		s.pool.put(f.buf)
 		if err != nil || done {
 			return err
 		}

@@ -235,8 +235,8 @@ type sender struct {
 	tr       *tracker
 	streams  sync.WaitGroup
 	workers  sync.WaitGroup
-	bufs     sync.Pool // raw frames, cap FrameSize
-	outs     sync.Pool // zstd output, cap outCap()
+	bufs     *bufList // raw frames, len and cap FrameSize
+	outs     *bufList // zstd output, cap outCap()
 }
 
 // outCap bounds zstd's output for a full frame (input + 1/128 + headers),
@@ -268,8 +268,11 @@ func newSender(dir string, m *Manifest, opts SendOptions, n int, chunk int64) (*
 	_, _ = rand.Read(s.info.Transfer[:])
 	s.tr.rawTotal.Store(m.TotalSize())
 	s.tr.filesTotal.Store(int64(len(m.Entries)))
-	s.bufs.New = func() any { b := make([]byte, opts.FrameSize); return &b }
-	s.outs.New = func() any { b := make([]byte, 0, s.outCap()); return &b }
+	// Every block in flight holds a raw buffer (Depth per stream, one more being read by each producer)
+	// and perhaps an output buffer; the lists keep that many for reuse.
+	nbuf := n*(opts.Depth+1) + opts.Workers
+	s.bufs = newBufList(nbuf, opts.FrameSize, opts.FrameSize)
+	s.outs = newBufList(nbuf, 0, s.outCap())
 	if err := s.newEncoder(); err != nil {
 		root.Close()
 		return nil, err
@@ -338,7 +341,7 @@ func (s *sender) closeWhenDone() {
 // compress replaces a data block's payload by its zstd encoding when that
 // saves at least 1/64 of it; otherwise the frame is stored.
 func (s *sender) compress(b *block) {
-	out := s.outs.Get().(*[]byte)
+	out := s.outs.get()
 	*out = s.enc.EncodeAll(b.payload, (*out)[:0])
 	if len(*out)+4 < len(b.payload)-len(b.payload)/64 {
 		b.out = out
@@ -348,15 +351,11 @@ func (s *sender) compress(b *block) {
 	s.putOut(out)
 }
 
-func (s *sender) putOut(out *[]byte) {
-	if cap(*out) == s.outCap() {
-		s.outs.Put(out)
-	}
-}
+func (s *sender) putOut(out *[]byte) { s.outs.put(out) }
 
 func (s *sender) putBlock(b *block) {
 	if b.raw != nil {
-		s.bufs.Put(b.raw)
+		s.bufs.put(b.raw)
 	}
 	if b.out != nil {
 		s.putOut(b.out)

@@ -211,10 +211,10 @@ func sizeSendErr(e Entry, off, want, got int64) error {
 func (o *outStream) produceData(ctx context.Context, r io.Reader, file int, h hash.Hash) (int64, error) {
 	var total int64
 	for {
-		buf := o.s.bufs.Get().(*[]byte)
+		buf := o.s.bufs.get()
 		n, err := io.ReadFull(r, (*buf)[:o.s.opts.FrameSize])
 		if n == 0 {
-			o.s.bufs.Put(buf)
+			o.s.bufs.put(buf)
 		} else {
 			total += int64(n)
 			h.Write((*buf)[:n])
