@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -250,8 +251,11 @@ func (rt *Router) images(w http.ResponseWriter, r *http.Request) {
 }
 
 // importImage imports on this node (the path is on this host), then records in raft that this node holds it.
+// The import's result reaches the client only once the record is applied, so that what the client does next
+// (ferry run) finds the image.
 func (rt *Router) importImage(w http.ResponseWriter, r *http.Request) {
 	rec := &captureWriter{statusWriter: statusWriter{ResponseWriter: w, status: 200}}
+	defer rec.release()
 	rt.local.ServeHTTP(rec, r)
 	if rec.status >= 300 || rec.failed {
 		return
@@ -272,8 +276,30 @@ func (rt *Router) importImage(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// captureWriter is a statusWriter whose tail keeps the last event (the result) of a stream.
-type captureWriter struct{ statusWriter }
+// captureWriter is a statusWriter whose tail keeps the last event (the result) of a stream, and which holds
+// the result event back from the client until release.
+type captureWriter struct {
+	statusWriter
+	held []byte
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if bytes.HasPrefix(b, []byte(`{"type":"result"`)) {
+		c.tail = append(c.tail, b...)
+		c.held = append(c.held, b...)
+		return len(b), nil
+	}
+	return c.statusWriter.Write(b)
+}
+
+// release sends the held result event, if any.
+func (c *captureWriter) release() {
+	if len(c.held) > 0 {
+		_, _ = c.ResponseWriter.Write(c.held)
+		c.held = nil
+		c.Flush()
+	}
+}
 
 func resultOf(tail []byte, out any) error {
 	var ev api.Event
