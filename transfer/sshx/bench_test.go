@@ -184,15 +184,7 @@ func BenchmarkStripe(b *testing.B) {
 				defer pool.Close()
 				b.SetBytes(benchTotal)
 				for b.Loop() {
-					ws := make([]io.Writer, lanes)
-					for i := range ws {
-						c, err := pool.OpenOn(context.Background(), addr, i, ChannelStream, []byte{byte(i)})
-						if err != nil {
-							b.Fatal(err)
-						}
-						defer c.Close()
-						ws[i] = c
-					}
+					ws := openLanes(b, pool, addr, lanes)
 					rs := <-ready
 					recv := make(chan error, 1)
 					go func() {
@@ -321,15 +313,7 @@ func benchStream(b *testing.B, src string, m *stream.Manifest, lanes int, opts s
 	var err error
 	cpu0 := cpuTime()
 	for b.Loop() {
-		ws := make([]io.Writer, lanes)
-		for i := range ws {
-			c, err := pool.OpenOn(context.Background(), addr, i, ChannelStream, []byte{byte(i)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			ws[i] = c
-		}
+		ws := openLanes(b, pool, addr, lanes)
 		if st, err = stream.SendParallel(context.Background(), ws, src, m, opts); err != nil {
 			b.Fatal(err)
 		}
@@ -349,4 +333,19 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// openLanes opens n stream channels to addr, lane i on the pool's connection i; they are closed when the
+// benchmark ends.
+func openLanes(b *testing.B, pool *Pool, addr string, n int) []io.Writer {
+	ws := make([]io.Writer, n)
+	for i := range ws {
+		c, err := pool.OpenOn(context.Background(), addr, i, ChannelStream, []byte{byte(i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		ws[i] = c
+	}
+	return ws
 }
