@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
+	"github.com/ferryhq/ferry/cluster"
 	"github.com/ferryhq/ferry/node/api"
 )
 
@@ -40,7 +42,7 @@ func (rt *Router) followLogs(w http.ResponseWriter, r *http.Request, name string
 		if ctx.Err() != nil {
 			return
 		}
-		if now, ok := rt.lookupContainer(name); ok && now.Node != c.Node {
+		if rt.movedFrom(ctx, name, c.Node) {
 			continue // it moved: follow it to its new node
 		}
 		if err != nil || errBody != nil {
@@ -56,6 +58,44 @@ func (rt *Router) followLogs(w http.ResponseWriter, r *http.Request, name string
 		ew = api.NewEventWriter(w)
 	}
 	_ = ew.Send(api.EventResult, nil)
+}
+
+// movedFrom tells whether the container left node from, once the log stream there has ended. The end
+// on the source comes when the source removes its copy, after the placement flipped in raft, but this
+// agent may not have applied that flip yet: it first catches up with the leader, then waits while a
+// migration of the container away from that node is still under way (it ends moved or rolled back).
+func (rt *Router) movedFrom(ctx context.Context, name, from string) bool {
+	rt.catchUp(ctx)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, ok := rt.lookupContainer(name)
+		if !ok {
+			return false
+		}
+		if c.Node != from {
+			return true
+		}
+		if !rt.migrationUnderWay(name, from) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// migrationUnderWay tells whether a migration of the container away from node from is not final yet.
+func (rt *Router) migrationUnderWay(name, from string) bool {
+	under := false
+	rt.store.View(func(s *cluster.State) {
+		for _, m := range s.UnfinishedMigrations() {
+			under = under || (m.Container == name && m.Source == from)
+		}
+	})
+	return under
 }
 
 // forwardLogEvents copies log events to ew until the stream's end, and returns how many it copied and the
