@@ -14,11 +14,12 @@ import (
 )
 
 // A migrated container is restored lazily from its local images (see lazyOK): its lazy-pages daemon must
-// listen before CRIU's restore starts. Starting a CRIU process takes 0.1-0.3 s on a busy host (its kernel
-// probe, its libraries), so the daemon of an incoming migration is started when the migration is prepared,
-// while the source still runs, and not on the downtime's path: it only opens the images once the restore
-// connects to it, by then all there. It works in a directory of its own, which the restore takes over by
-// renaming (the daemon works in the directory it has open, so it goes on listening there), and it holds the
+// listen before CRIU's restore starts. Starting a CRIU process takes 60-130 ms here (a shell, the dynamic
+// loader, CRIU's set-up), so the daemon of an incoming migration is started when the migration is prepared,
+// while the source still runs, and not on the downtime's path. It cannot read its checkpoint then (the dump
+// has not ended), so it starts ahead of it (criu.LaunchLazyPagesAhead: it waits in its first read) and is fed
+// the checkpoint when the restore begins. It works in a directory of its own, which the restore takes over by
+// renaming (the daemon works in the directory it has open, so it goes on listening there), and it holds its
 // images directory open, so the checkpoint's publication (a rename) does not disturb it.
 
 // incomingDir holds the work directories of the lazy-pages daemons started ahead for incoming migrations.
@@ -37,8 +38,8 @@ type earlyLazy struct {
 }
 
 // startEarlyLazy starts, in the background, the lazy-pages daemon that will serve the restore of incoming
-// migration id from imagesDir.
-func (a *Agent) startEarlyLazy(id, imagesDir string) *earlyLazy {
+// migration id.
+func (a *Agent) startEarlyLazy(id string) *earlyLazy {
 	el := &earlyLazy{work: filepath.Join(a.incomingDir(), id), done: make(chan struct{})}
 	a.wg.Add(1)
 	go func() {
@@ -47,7 +48,7 @@ func (a *Agent) startEarlyLazy(id, imagesDir string) *earlyLazy {
 		if el.err = os.MkdirAll(el.work, 0o700); el.err != nil {
 			return
 		}
-		el.lp, el.err = criu.StartLazyPages(a.ctx, a.cfg.Criu, imagesDir, el.work)
+		el.lp, el.err = criu.LaunchLazyPagesAhead(a.cfg.Criu, el.work, 0)
 		if el.err == nil {
 			_ = os.WriteFile(filepath.Join(el.work, earlyLazyPidFile), []byte(strconv.Itoa(el.lp.Pid())), 0o600)
 		}
@@ -82,6 +83,9 @@ func (el *earlyLazy) starter(a *Agent, ck *checkpoint.Checkpoint) lazyStart {
 		case <-ctx.Done():
 			go el.stop()
 			return nil, ctx.Err()
+		}
+		if el.err == nil {
+			el.err = el.lp.Feed(ctx, ck.ImagesDir())
 		}
 		if el.err == nil && !el.lp.Exited() {
 			_ = os.Remove(filepath.Join(el.work, earlyLazyPidFile))

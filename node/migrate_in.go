@@ -69,7 +69,7 @@ func (a *Agent) PrepareIncoming(ctx context.Context, id, name string, pageServer
 		_ = os.WriteFile(filepath.Join(pend.Dir, pageServerPidFile), []byte(strconv.Itoa(ps.Pid)), 0o600)
 	}
 	if a.lazyOK() {
-		in.lazy = a.startEarlyLazy(id, pend.ImagesDir())
+		in.lazy = a.startEarlyLazy(id)
 	}
 	a.incoming.mu.Lock()
 	if a.incoming.m == nil {

@@ -20,6 +20,7 @@ type LazyPages struct {
 	done   chan error
 	log    string
 	socket string
+	ahead  string // the images directory of a daemon started ahead of its checkpoint (LaunchLazyPagesAhead)
 }
 
 // socketName is where the daemon listens for the restoring CRIU, in the shared work directory.
@@ -74,7 +75,7 @@ func (lp *LazyPages) Listening(ctx context.Context) error {
 		case <-ctx.Done():
 			lp.Stop()
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(2 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			lp.Stop()
@@ -121,6 +122,9 @@ func (lp *LazyPages) Exited() bool {
 // the socket there; a restore given workDir connects to it.
 func (lp *LazyPages) Moved(workDir string) {
 	lp.log, lp.socket = filepath.Join(workDir, "lazy-pages.log"), filepath.Join(workDir, lazySocket)
+	if lp.ahead != "" {
+		lp.ahead = filepath.Join(workDir, filepath.Base(lp.ahead))
+	}
 }
 
 // Stop kills the daemon (after a failed restore it would wait forever).
