@@ -367,3 +367,74 @@ func (sp *spareDaemon) stop() {
 	}
 	_ = os.RemoveAll(sp.work)
 }
+
+// arrival is a snapshot copy on its way to this node: done is closed once it was accepted (ck set) or not.
+type arrival struct {
+	done chan struct{}
+	ck   *checkpoint.Checkpoint
+}
+
+// expect starts n spares for snapshot id while a copy of it is on its way to this node, for the clones that
+// will be made of it here once it arrived: each daemon starts now, during the copy, ahead of its images
+// (criu.LaunchLazyPagesAhead), so that a clone right after the copy does not wait for a daemon's start-up.
+// The returned function is called once with the accepted copy, or nil if the copy was refused or failed (the
+// spares are stopped then).
+func (s *lazySpares) expect(id string, n int) func(*checkpoint.Checkpoint) {
+	arr := &arrival{done: make(chan struct{})}
+	var once sync.Once
+	arrived := func(ck *checkpoint.Checkpoint) { once.Do(func() { arr.ck = ck; close(arr.done) }) }
+	if s == nil {
+		return arrived
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return arrived
+	}
+	total := 0
+	for _, q := range s.ready {
+		total += len(q)
+	}
+	for k := len(s.ready[id]); k < n && total < maxSpareDaemons; k++ {
+		s.seq++
+		sp := &spareDaemon{work: filepath.Join(s.dir, fmt.Sprintf("%s-%d", id, s.seq)), done: make(chan struct{})}
+		s.ready[id] = append(s.ready[id], sp)
+		total++
+		s.wg.Add(1)
+		go s.startAhead(id, sp, arr)
+	}
+	return arrived
+}
+
+// startAhead starts sp's daemon before its snapshot is here and feeds it the snapshot once it arrived.
+func (s *lazySpares) startAhead(id string, sp *spareDaemon, arr *arrival) {
+	defer s.wg.Done()
+	defer close(sp.done)
+	fail := func(err error) {
+		sp.err = err
+		s.forget(id, sp)
+		sp.stop()
+	}
+	lp, err := criu.LaunchLazyPagesAhead(s.bin, sp.work, 0)
+	if err != nil {
+		fail(err)
+		return
+	}
+	sp.lp = lp
+	sp.launched(lp)
+	_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(lp.Pid())), 0o600)
+	select {
+	case <-arr.done:
+	case <-s.ctx.Done():
+	}
+	if arr.ck == nil || s.ctx.Err() != nil {
+		fail(errors.New("the snapshot's copy did not arrive"))
+		return
+	}
+	if err := lp.Feed(s.ctx, arr.ck.ImagesDir()); err != nil {
+		s.log.Warn("a lazy-pages daemon started during a snapshot's copy could not take it", "snapshot", id, "err", err)
+		fail(err)
+		return
+	}
+	s.log.Info("a lazy-pages daemon started during a snapshot's copy serves it", "snapshot", id, "pid", lp.Pid())
+}

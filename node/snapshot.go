@@ -336,3 +336,24 @@ func (a *Agent) endForLoad(ctx context.Context, e *entry) error {
 		c.State, c.Pid, c.ShimPid = StateStopped, 0, 0
 	})
 }
+
+// ExpectSnapshot readies this node for the clones of snapshot id while a copy of it is on its way here: the
+// lazy-pages daemons of the n clones that start right after the copy start during it (lazySpares.expect), and
+// a template keeps spares once it is here (as on the node that took it). Call the returned function once the
+// copy was accepted (true) or not.
+func (a *Agent) ExpectSnapshot(id string, n int, template bool) func(accepted bool) {
+	if !a.lazyOK() || a.HasSnapshot(id) || (n <= 0 && !template) {
+		return func(bool) {}
+	}
+	arrived := a.spares.expect(id, n)
+	return func(accepted bool) {
+		var ck *checkpoint.Checkpoint
+		if accepted {
+			ck, _ = a.OpenSnapshot(id)
+		}
+		arrived(ck)
+		if ck != nil && template {
+			a.spares.prepare(ck)
+		}
+	}
+}

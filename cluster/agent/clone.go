@@ -193,7 +193,7 @@ func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, target
 		go func() {
 			defer wg.Done()
 			progress("copying", fmt.Sprintf("sending snapshot %s from %s to %s", sn.ID, from, t))
-			errs[i] = a.copySnapshot(ctx, sn.ID, from, t, sn.Image)
+			errs[i] = a.copySnapshot(ctx, sn.ID, from, t, sn.Image, copyUse{Clones: countOf(targets, t), Template: sn.Template != ""})
 		}()
 	}
 	wg.Wait()
@@ -204,6 +204,17 @@ func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, target
 	}
 	res.CopiedTo, res.CopyTook = need, time.Since(start)
 	return nil
+}
+
+// countOf counts the elements of s equal to v.
+func countOf(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }
 
 // freeNames returns n container names PREFIX-K that the cluster does not use, K counting up from 1.

@@ -132,6 +132,15 @@ func (r raftRecorder) Record(ctx context.Context, j migrate.Job, state, msg stri
 
 type pushRequest struct {
 	Target string `json:"target"`
+	copyUse
+}
+
+// copyUse says what a snapshot's copy is for on its new node, so that the node readies the lazy-pages
+// daemons its clones will want: Clones clones start there right after the copy (their daemons start during
+// it), or the snapshot is a template (the node keeps spares for the clones to come, as its first node does).
+type copyUse struct {
+	Clones   int  `json:"clones,omitempty"`
+	Template bool `json:"template,omitempty"`
 }
 
 type restoreRequest struct {

@@ -70,7 +70,7 @@ func (a *Agent) pushSnapshotTo(w http.ResponseWriter, r *http.Request) {
 	if m, err := checkpoint.ReadManifest(a.node.SnapshotDir(id)); err == nil {
 		chunk = m.ChunkSize
 	}
-	st, err := a.sendDir(ctx, addr, streamHeader{Kind: streamSnapshot, ID: id}, a.node.SnapshotDir(id), chunk, nil)
+	st, err := a.sendDir(ctx, addr, streamHeader{Kind: streamSnapshot, ID: id, copyUse: req.copyUse}, a.node.SnapshotDir(id), chunk, nil)
 	answer(w, st, err)
 }
 

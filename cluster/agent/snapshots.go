@@ -125,7 +125,7 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 	start := time.Now()
 	for _, target := range a.copyTargets(c.Node, c.Image, copies) {
 		progress("copying", "sending the snapshot to "+target)
-		if err := a.copySnapshot(ctx, id, c.Node, target, c.Image); err != nil {
+		if err := a.copySnapshot(ctx, id, c.Node, target, c.Image, copyUse{Template: req.Template != ""}); err != nil {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("no copy on %s: %v", target, err))
 			continue
 		}
@@ -185,8 +185,8 @@ func (a *Agent) copyTargets(from, image string, n int) []string {
 }
 
 // copySnapshot makes sure target holds snapshot id (and the image it needs), sending it from node from, and
-// records the copy in raft.
-func (a *Agent) copySnapshot(ctx context.Context, id, from, target, image string) error {
+// records the copy in raft. use says what the copy is for on target.
+func (a *Agent) copySnapshot(ctx context.Context, id, from, target, image string, use copyUse) error {
 	if err := (migrationNodes{a}).EnsureImage(ctx, migrate.Job{Image: image, Source: from, Target: target}); err != nil {
 		return fmt.Errorf("sending image %s: %w", image, err)
 	}
@@ -195,7 +195,7 @@ func (a *Agent) copySnapshot(ctx context.Context, id, from, target, image string
 		return err
 	}
 	if !have.Have {
-		if err := a.callAgent(ctx, from, "POST", "/v1/internal/snapshots/"+id+"/push", pushRequest{Target: target}, nil); err != nil {
+		if err := a.callAgent(ctx, from, "POST", "/v1/internal/snapshots/"+id+"/push", pushRequest{Target: target, copyUse: use}, nil); err != nil {
 			return err
 		}
 	}
@@ -349,7 +349,7 @@ func (a *Agent) loadOn(ctx context.Context, id, target string) (*node.RestoreRep
 		if from == "" {
 			return nil, "", fmt.Errorf("%w: no alive node holds snapshot %s", node.ErrState, id)
 		}
-		if err := a.copySnapshot(ctx, id, from, target, sn.Image); err != nil {
+		if err := a.copySnapshot(ctx, id, from, target, sn.Image, copyUse{}); err != nil {
 			return nil, "", fmt.Errorf("copying snapshot %s from %s to %s: %w", id, from, target, err)
 		}
 	}

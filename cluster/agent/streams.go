@@ -35,6 +35,8 @@ type streamHeader struct {
 	Xfer  string `json:"xfer,omitempty"`
 	Lane  int    `json:"lane,omitempty"`
 	Lanes int    `json:"lanes,omitempty"`
+	// On a snapshot copy: what it is for on the receiving node.
+	copyUse
 }
 
 // parallelMin is the size from which a directory goes over several lanes: below it, opening the channels
@@ -232,7 +234,9 @@ func (a *Agent) receive(ctx context.Context, r []io.Reader, h streamHeader) (st 
 		}
 		return st, "", err
 	case streamSnapshot:
+		arrived := a.node.ExpectSnapshot(h.ID, h.Clones, h.Template)
 		st, err := a.receiveSnapshot(ctx, r, h.ID, base, opts)
+		arrived(err == nil)
 		return st, "", err
 	case streamImage, streamDiscard:
 		tmp, err := os.MkdirTemp(base, h.Kind+"-")
