@@ -194,7 +194,9 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 	go func() {
 		defer a.wg.Done()
 		start := time.Now()
-		if _, err := seal(a.ctx); err != nil {
+		var err error
+		inBackground(func() { _, err = seal(a.ctx) }) // off the CPU the next migration's dump wants
+		if err != nil {
 			a.log.Error("could not write the manifest of a migrated checkpoint", "container", in.Container, "checkpoint", ck.ID, "err", err)
 			return
 		}

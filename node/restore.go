@@ -147,6 +147,9 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	a.log.Debug("restore timings", "container", rec.Name, "prepare", t1.Sub(t0).Round(time.Millisecond),
 		"restore", time.Since(t1).Round(time.Millisecond), "lazy", lazy != nil)
 	if lp != nil {
+		// From now on it mostly copies the rest of the memory in the background; in a drain, the next
+		// container's dump should not share the cores with it at the same priority.
+		_ = lp.SetNice(lazyNice)
 		a.wg.Add(1)
 		go func() { // the daemon ends when every page is in; say so if it did not
 			defer a.wg.Done()
