@@ -24,6 +24,7 @@ type Agent struct {
 	log      *slog.Logger
 	images   *images.Store
 	runc     *runtime.Runc
+	criuExec criu.Exec // how the agent starts CRIU daemons of its own (lazy-pages)
 	features *criu.Features
 	probeErr error
 	started  time.Time
@@ -70,6 +71,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("opening the image store: %w", err)
 	}
 	rc := &runtime.Runc{Binary: cfg.Runc, Root: filepath.Join(cfg.DataDir, "runc"), Criu: cfg.Criu}
+	crx := criu.Exec{Path: cfg.Criu}
 	if env, err := criu.KdatLauncher(ctx, cfg.DataDir, cfg.Criu); err != nil {
 		cfg.Logger.Warn("CRIU will probe the kernel on each run (about 0.25 s each): it keeps that probe only on a tmpfs /run",
 			"node", cfg.Name, "err", err)
@@ -78,14 +80,16 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			"node", cfg.Name, "launcher", env.Launcher)
 		cfg.Criu = env.Criu
 		rc.Criu, rc.RunDir = env.Real, env.RunDir
+		crx = criu.Exec{Path: env.Real, RunDir: env.RunDir}
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.Name), images: st, started: time.Now(),
 		runc:       rc,
+		criuExec:   crx,
 		containers: map[string]*entry{}, ctx: actx, cancel: cancel,
 	}
-	a.spares = newLazySpares(actx, filepath.Join(cfg.DataDir, "lazy-spares"), cfg.Criu, a.log, &a.wg)
+	a.spares = newLazySpares(actx, filepath.Join(cfg.DataDir, "lazy-spares"), crx, a.log, &a.wg)
 	a.probe(ctx)
 	a.reattach(ctx)
 	return a, nil

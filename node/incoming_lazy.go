@@ -48,7 +48,7 @@ func (a *Agent) startEarlyLazy(id string) *earlyLazy {
 		if el.err = os.MkdirAll(el.work, 0o700); el.err != nil {
 			return
 		}
-		el.lp, el.err = criu.LaunchLazyPagesAhead(a.cfg.Criu, el.work, 0)
+		el.lp, el.err = criu.LaunchLazyPagesAhead(a.criuExec, el.work, 0)
 		if el.err == nil {
 			_ = os.WriteFile(filepath.Join(el.work, earlyLazyPidFile), []byte(strconv.Itoa(el.lp.Pid())), 0o600)
 		}

@@ -54,8 +54,8 @@ type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, error)
 // Methods are safe for concurrent use; prepare, drop and close do nothing on a nil *lazySpares. Spares are children of the agent; close stops them, and a new agent
 // stops those a crashed one left (their pid files name them).
 type lazySpares struct {
-	dir string // one work directory per spare
-	bin string // criu
+	dir string    // one work directory per spare
+	crx criu.Exec // how CRIU is started
 	log *slog.Logger
 	wg  *sync.WaitGroup
 	ctx context.Context // the agent's: ends at Close
@@ -150,8 +150,8 @@ func (sp *spareDaemon) boost() {
 
 const sparePidFile = "spare.pid"
 
-func newLazySpares(ctx context.Context, dir, bin string, log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
-	s := &lazySpares{dir: dir, bin: bin, log: log, wg: wg, ctx: ctx,
+func newLazySpares(ctx context.Context, dir string, crx criu.Exec, log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
+	s := &lazySpares{dir: dir, crx: crx, log: log, wg: wg, ctx: ctx,
 		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}}
 	s.turn = sync.NewCond(&s.mu)
 	context.AfterFunc(ctx, s.wake)
@@ -199,7 +199,7 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 			used = lp
 			return lp, nil
 		}
-		lp, err := criu.StartLazyPages(ctx, s.bin, ck.ImagesDir(), work)
+		lp, err := criu.StartLazyPages(ctx, s.crx, ck.ImagesDir(), work)
 		used = lp
 		return lp, err
 	}
@@ -305,7 +305,7 @@ func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.L
 	if err := os.MkdirAll(sp.work, 0o700); err != nil {
 		return nil, err
 	}
-	lp, err := criu.LaunchLazyPages(s.bin, ck.ImagesDir(), sp.work, spareNice)
+	lp, err := criu.LaunchLazyPages(s.crx, ck.ImagesDir(), sp.work, spareNice)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +415,7 @@ func (s *lazySpares) startAhead(id string, sp *spareDaemon, arr *arrival) {
 		s.forget(id, sp)
 		sp.stop()
 	}
-	lp, err := criu.LaunchLazyPagesAhead(s.bin, sp.work, 0)
+	lp, err := criu.LaunchLazyPagesAhead(s.crx, sp.work, 0)
 	if err != nil {
 		fail(err)
 		return

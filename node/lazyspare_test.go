@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/node/checkpoint"
+	"github.com/ferryhq/ferry/node/criu"
 	"github.com/ferryhq/ferry/node/runtime"
 )
 
@@ -31,7 +32,7 @@ func newTestSpares(t *testing.T, dir, bin string) (*lazySpares, context.CancelFu
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	s := newLazySpares(ctx, dir, bin, slog.New(slog.NewTextHandler(testWriter{t}, nil)), &wg)
+	s := newLazySpares(ctx, dir, criu.Exec{Path: bin}, slog.New(slog.NewTextHandler(testWriter{t}, nil)), &wg)
 	t.Cleanup(func() { cancel(); wg.Wait(); s.close() })
 	return s, cancel, &wg
 }
@@ -241,7 +242,7 @@ func TestLazySpares(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		ctx1, cancel1 := context.WithCancel(context.Background())
 		var wg1 sync.WaitGroup
-		old := newLazySpares(ctx1, dir, bin, slog.Default(), &wg1)
+		old := newLazySpares(ctx1, dir, criu.Exec{Path: bin}, slog.Default(), &wg1)
 		old.prepare(ck)
 		pids := spareDirs(t, dir, templateSpares)
 		cancel1()

@@ -275,7 +275,7 @@ func (a *Agent) freshLazy(ck *checkpoint.Checkpoint) lazyStart {
 		return nil
 	}
 	return func(ctx context.Context, work string) (*criu.LazyPages, error) {
-		return criu.StartLazyPages(ctx, a.cfg.Criu, ck.ImagesDir(), work)
+		return criu.StartLazyPages(ctx, a.criuExec, ck.ImagesDir(), work)
 	}
 }
 

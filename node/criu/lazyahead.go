@@ -30,7 +30,7 @@ const aheadFeedWait = 10 * time.Second
 
 // LaunchLazyPagesAhead starts a lazy-pages daemon whose checkpoint is not there yet, in workDir (which it
 // makes); Feed gives it the checkpoint.
-func LaunchLazyPagesAhead(binary, workDir string, nice int) (*LazyPages, error) {
+func LaunchLazyPagesAhead(x Exec, workDir string, nice int) (*LazyPages, error) {
 	ahead := filepath.Join(workDir, "images")
 	if err := os.MkdirAll(ahead, 0o700); err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func LaunchLazyPagesAhead(binary, workDir string, nice int) (*LazyPages, error) 
 			return nil, fmt.Errorf("lazy-pages ahead: %w", err)
 		}
 	}
-	lp, err := LaunchLazyPages(binary, ahead, workDir, nice)
+	lp, err := LaunchLazyPages(x, ahead, workDir, nice)
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func TestLazyPagesAhead(t *testing.T) {
 	if err := os.Mkdir(images, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	lp, err := LaunchLazyPagesAhead("criu", work, 0)
+	lp, err := LaunchLazyPagesAhead(Exec{}, work, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestLazyPagesAhead(t *testing.T) {
 	}
 
 	// Fed a directory without a checkpoint: an error naming what is missing.
-	lp2, err := LaunchLazyPagesAhead("criu", filepath.Join(dir, "work2"), 0)
+	lp2, err := LaunchLazyPagesAhead(Exec{}, filepath.Join(dir, "work2"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestLazyPagesAhead(t *testing.T) {
 		t.Fatalf("Feed of an empty directory: %v, want an error naming inventory.img", err)
 	}
 	// A daemon that died: Feed does not wait for it.
-	lp3, err := LaunchLazyPagesAhead("criu", filepath.Join(dir, "work3"), 0)
+	lp3, err := LaunchLazyPagesAhead(Exec{}, filepath.Join(dir, "work3"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,8 +28,8 @@ const lazySocket = "lazy-pages.socket"
 
 // StartLazyPages starts the daemon for imagesDir with workDir as the work directory that the restore (runc
 // restore --lazy-pages --work-path workDir) must use too, and waits until it listens.
-func StartLazyPages(ctx context.Context, binary, imagesDir, workDir string) (*LazyPages, error) {
-	lp, err := LaunchLazyPages(binary, imagesDir, workDir, 0)
+func StartLazyPages(ctx context.Context, x Exec, imagesDir, workDir string) (*LazyPages, error) {
+	lp, err := LaunchLazyPages(x, imagesDir, workDir, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -42,14 +42,11 @@ func StartLazyPages(ctx context.Context, binary, imagesDir, workDir string) (*La
 // LaunchLazyPages starts the daemon like StartLazyPages, at the given nice value from its start (for a daemon
 // started ahead of need, whose start-up should not slow down what runs now; SetNice changes it later), and
 // returns at once: Listening waits until it listens.
-func LaunchLazyPages(binary, imagesDir, workDir string, nice int) (*LazyPages, error) {
-	if binary == "" {
-		binary = "criu"
-	}
+func LaunchLazyPages(x Exec, imagesDir, workDir string, nice int) (*LazyPages, error) {
 	_ = os.Remove(filepath.Join(workDir, lazySocket))
 	lp := &LazyPages{done: make(chan error, 1), log: filepath.Join(workDir, "lazy-pages.log"), socket: filepath.Join(workDir, lazySocket)}
-	lp.cmd = exec.Command(binary, "lazy-pages", "--images-dir", imagesDir, "--work-dir", workDir, "--log-file", "lazy-pages.log", "-v4")
-	if err := lp.cmd.Start(); err != nil {
+	lp.cmd = exec.Command(x.path(), "lazy-pages", "--images-dir", imagesDir, "--work-dir", workDir, "--log-file", "lazy-pages.log", "-v4")
+	if err := x.Start(lp.cmd); err != nil {
 		return nil, fmt.Errorf("starting criu lazy-pages: %w", err)
 	}
 	if nice != 0 {

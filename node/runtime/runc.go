@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+
+	"github.com/ferryhq/ferry/node/criu"
 )
 
 // Runc runs the runc command line with a per-node state root. Its methods are safe for concurrent use; runc
@@ -21,7 +23,7 @@ type Runc struct {
 	// Criu is the criu executable runc should use; empty lets runc find "criu" on PATH.
 	Criu string
 	// RunDir, if set, is the tmpfs that runc commands that run CRIU (checkpoint, restore) get as /run, where
-	// CRIU keeps its kernel probe (see criu.KdatEnv and startWithRun).
+	// CRIU keeps its kernel probe (see criu.KdatEnv and criu.StartWithRun).
 	RunDir string `json:"run_dir,omitempty"`
 	// Log, if set, receives runc's own log (JSON lines) instead of its stderr: for runs whose stderr is a
 	// container's (the shim's), so that runc's warnings do not land in the container's log.
@@ -52,7 +54,7 @@ func (r *Runc) RunCRIU(cmd *exec.Cmd) error {
 	if r.RunDir == "" {
 		return cmd.Run()
 	}
-	if err := startWithRun(cmd, r.RunDir); err != nil {
+	if err := criu.StartWithRun(cmd, r.RunDir); err != nil {
 		return err
 	}
 	return cmd.Wait()

@@ -1,4 +1,4 @@
-package runtime
+package criu
 
 import (
 	"os"
@@ -24,7 +24,7 @@ func TestStartWithRunBindsDirOnRunOnlyForTheChild(t *testing.T) {
 		cmd := exec.Command("cat", "/run/"+marker)
 		var out strings.Builder
 		cmd.Stdout = &out
-		if err := startWithRun(cmd, dir); err != nil {
+		if err := StartWithRun(cmd, dir); err != nil {
 			t.Fatalf("start %d: %v", i, err)
 		}
 		if err := cmd.Wait(); err != nil || out.String() != "inside" {
