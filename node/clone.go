@@ -71,7 +71,7 @@ func (a *Agent) Clone(ctx context.Context, id, name string, progress ProgressFun
 		start, end = a.spares.begin(ck)
 		defer end()
 	}
-	pid, err := a.restoreFrom(ctx, e, ck, rec, start, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, start, nil, ph)
 	if err != nil {
 		a.forget(e)
 		return nil, err

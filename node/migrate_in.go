@@ -27,7 +27,8 @@ type Incoming struct {
 	PagePort   int    `json:"page_port,omitempty"` // the page server's port on this node's loopback
 	pend       *checkpoint.Pending
 	pageServer *criu.PageServer
-	lazy       *earlyLazy // the restore's lazy-pages daemon, started ahead (nil: restores are not lazy)
+	lazy       *earlyLazy          // the restore's lazy-pages daemon, started ahead (nil: restores are not lazy)
+	shim       *runtime.ParkedShim // the restored container's shim, started ahead (nil: none could be)
 	expiry     *time.Timer
 }
 
@@ -71,6 +72,12 @@ func (a *Agent) PrepareIncoming(ctx context.Context, id, name string, pageServer
 	if a.lazyOK() {
 		in.lazy = a.startEarlyLazy(id)
 	}
+	// Its shim too: its start-up is then not on the downtime's path.
+	if sh, err := runtime.ParkShim(a.cfg.ShimBinary); err == nil {
+		in.shim = sh
+	} else {
+		a.log.Warn("could not start a migration's shim ahead; it starts at the restore", "migration", id, "err", err)
+	}
 	a.incoming.mu.Lock()
 	if a.incoming.m == nil {
 		a.incoming.m = map[string]*Incoming{}
@@ -89,6 +96,7 @@ func (a *Agent) PrepareIncoming(ctx context.Context, id, name string, pageServer
 
 // abort stops the page server and the lazy-pages daemon and removes what arrived.
 func (in *Incoming) abort() {
+	in.shim.Discard()
 	in.pageServer.Stop()
 	in.lazy.stop()
 	in.pend.Abort()
@@ -182,8 +190,9 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 	if a.cfg.Fault("break-restore") {
 		_ = os.Truncate(filepath.Join(ck.ImagesDir(), "inventory.img"), 3)
 	}
-	rep, err := a.restoreMigrated(ctx, ck, rec, logPath, in.lazy.starter(a, ck), progress)
+	rep, err := a.restoreMigrated(ctx, ck, rec, logPath, in.lazy.starter(a, ck), in.shim, progress)
 	if err != nil {
+		in.shim.Discard()
 		in.lazy.stop()
 		_ = os.RemoveAll(ck.Dir)
 		return nil, err
@@ -245,7 +254,7 @@ func mergeInto(src, dst string) error {
 }
 
 // restoreMigrated registers the container with its log from the source and restores it from ck.
-func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, rec ContainerConfig, logPath string, lazy lazyStart, progress ProgressFunc) (*RestoreReport, error) {
+func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, rec ContainerConfig, logPath string, lazy lazyStart, shim *runtime.ParkedShim, progress ProgressFunc) (*RestoreReport, error) {
 	e, err := a.register(rec)
 	if err != nil {
 		return nil, err
@@ -258,7 +267,7 @@ func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, 
 	}
 	_ = e.update(func(c *Container) { c.State = StateCheckpointed; c.Checkpoint = ck.ID })
 	ph := newPhaser(progress)
-	pid, err := a.restoreFrom(ctx, e, ck, rec, lazy, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, lazy, shim, ph)
 	if err != nil {
 		a.forget(e)
 		return nil, err

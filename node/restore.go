@@ -60,7 +60,7 @@ func (a *Agent) Restore(ctx context.Context, name string, opts RestoreOptions, p
 	if rec.Name != name {
 		return nil, fmt.Errorf("%w: checkpoint %s belongs to container %q, not %q", ErrInvalid, ck.ID, rec.Name, name)
 	}
-	pid, err := a.restoreFrom(ctx, e, ck, rec, nil, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, nil, nil, ph)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,8 @@ func (a *Agent) restoreWork(e *entry) string { return filepath.Join(e.dir, "rest
 // With lazy (not nil), the container starts before its memory is in place: the lazy-pages daemon that lazy
 // starts (or hands over) serves its page faults from the checkpoint's images and copies the rest in the
 // background (the checkpoint is local).
-func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, lazy lazyStart, ph *phaser) (int, error) {
+// shim, if not nil, is a shim parked for this restore (see runtime.ParkShim).
+func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, lazy lazyStart, shim *runtime.ParkedShim, ph *phaser) (int, error) {
 	old := e.snapshot()
 	gen := old.Generation + 1
 	_ = os.RemoveAll(e.genDir(gen))
@@ -136,7 +137,7 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	t1 := time.Now()
 	_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = rec, gen, StateRestoring })
 	ph.phase("restoring", "CRIU restores the container")
-	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy != nil})
+	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy != nil, Parked: shim})
 	if err != nil {
 		lp.Stop()
 		_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = old.Config, old.Generation, old.State })

@@ -48,6 +48,8 @@ type ShimConfig struct {
 	Binary string `json:"-"`
 	// ShimLog receives the shim's own diagnostics (agent side only).
 	ShimLog string `json:"-"`
+	// Parked, if set, is a shim started ahead (ParkShim) that StartShim hands this configuration to.
+	Parked *ParkedShim `json:"-"`
 }
 
 // ShimStarted is what a shim reports once the container runs.
@@ -72,6 +74,9 @@ type readyMsg struct {
 // StartShim starts a detached shim (in its own session, so it outlives the agent) and waits until the shim
 // says the container runs, or why it does not.
 func StartShim(ctx context.Context, cfg ShimConfig) (*ShimStarted, error) {
+	if cfg.Parked != nil {
+		return cfg.Parked.start(ctx, cfg)
+	}
 	bin := cfg.Binary
 	if bin == "" {
 		var err error
