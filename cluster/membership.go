@@ -36,7 +36,6 @@ type NodeMeta struct {
 	CapacityMemory int64    `json:"c,omitempty"`
 	FreeMemory     int64    `json:"f,omitempty"`
 	Ineligible     bool     `json:"i,omitempty"` // inverted so the zero value is eligible
-	Maintenance    bool     `json:"m,omitempty"`
 	Features       []string `json:"x,omitempty"` // enabled CRIU features, sorted
 }
 
@@ -395,7 +394,9 @@ func ReconcileMembership(ctx context.Context, s *Store, members MemberSource) er
 }
 
 // nodeChange returns the command that brings the state's node n in line
-// with the member, or nil when nothing changed.
+// with the member, or nil when nothing changed. Eligibility and maintenance
+// are not the member's to say: operators set them in raft (ferry node drain,
+// undrain, maintenance), and gossip must not undo that.
 func nodeChange(n *Node, mem Member) Op {
 	meta := mem.Meta
 	features := map[string]bool{}
@@ -409,7 +410,7 @@ func nodeChange(n *Node, mem Member) Op {
 		return &RegisterNode{Node: Node{
 			Name: mem.Name, Addr: meta.Addr, RaftAddr: meta.RaftAddr, GossipAddr: mem.GossipAddr,
 			Status: mem.Status, CapacityMemory: meta.CapacityMemory, FreeMemory: meta.FreeMemory,
-			Maintenance: meta.Maintenance, Features: features,
+			Features: features,
 		}}
 	}
 	if mem.Status != StatusAlive {
@@ -438,9 +439,6 @@ func nodeChange(n *Node, mem Member) Op {
 	}
 	if n.CapacityMemory != meta.CapacityMemory {
 		op.CapacityMemory, changed = &meta.CapacityMemory, true
-	}
-	if n.Maintenance != meta.Maintenance {
-		op.Maintenance, changed = &meta.Maintenance, true
 	}
 	if !slices.Equal(FeatureList(n.Features), meta.Features) {
 		op.Features, changed = features, true

@@ -87,12 +87,12 @@ func TestMembership(t *testing.T) {
 	})
 
 	// Metadata updates propagate.
-	metas["vg-2"].Store(&NodeMeta{Addr: "vg-2:7000", RaftAddr: "vg-2:7001", FreeMemory: 5, Maintenance: true})
+	metas["vg-2"].Store(&NodeMeta{Addr: "vg-2:7000", RaftAddr: "vg-2:7001", FreeMemory: 5})
 	if err := ms["vg-2"].UpdateMeta(2 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	waitMember(t, ms["vg-3"], "vg-2's new metadata", func(by map[string]Member) bool {
-		return by["vg-2"].Meta.FreeMemory == 5 && by["vg-2"].Meta.Maintenance
+		return by["vg-2"].Meta.FreeMemory == 5
 	})
 
 	// A member with another cluster's key cannot join.
@@ -128,7 +128,7 @@ func TestNodeMetaFitsLimit(t *testing.T) {
 	host := strings.Repeat("h", 63) + ".example.internal"
 	m := NodeMeta{
 		Addr: "[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535", RaftAddr: host + ":65535",
-		CapacityMemory: 1 << 50, FreeMemory: 1 << 50, Ineligible: true, Maintenance: true,
+		CapacityMemory: 1 << 50, FreeMemory: 1 << 50, Ineligible: true,
 		Features: []string{"dirty-tracking", "lazy-pages", "memfd", "mem-track", "pidfd-store", "pre-dump", "page-server",
 			"soft-dirty", "thp-disabled", "uffd", "uffd-noncoop", "network-lock-nftables"},
 	}
@@ -196,5 +196,19 @@ func TestReconcileMembership(t *testing.T) {
 	st = leader.State()
 	if st.Nodes["vg-2"].Status != StatusDead || st.Nodes["vg-1"].FreeMemory != 20 {
 		t.Fatalf("after second pass: vg-2 %s, vg-1 free %d", st.Nodes["vg-2"].Status, st.Nodes["vg-1"].FreeMemory)
+	}
+	// What operators set (maintenance, eligibility) survives the passes that follow, changes or not.
+	on, no := true, false
+	if _, err := leader.Apply(ctx, &UpdateNode{Name: "vg-3", Maintenance: &on, Eligible: &no}); err != nil {
+		t.Fatal(err)
+	}
+	members[2].Meta.FreeMemory = 30
+	for range 2 {
+		if err := ReconcileMembership(ctx, leader, members); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := leader.State().Nodes["vg-3"]; !n.Maintenance || n.Eligible || n.FreeMemory != 30 {
+		t.Fatalf("vg-3 after reconciling: maintenance %v, eligible %v, free %d; want the operator's maintenance kept", n.Maintenance, n.Eligible, n.FreeMemory)
 	}
 }
