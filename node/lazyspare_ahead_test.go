@@ -14,15 +14,9 @@ import (
 // fakeAheadLazyPages stands in for `criu lazy-pages` started ahead: like CRIU it reads inventory.img and
 // pstree.img from its images directory before it listens (blocking on the named pipes until it is fed).
 func fakeAheadLazyPages(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "criu")
-	script := "#!/bin/sh\n# lazy-pages --images-dir I --work-dir W ...\ncd \"$5\" || exit 1\n" +
-		"cat \"$3/inventory.img\" > /dev/null || exit 1\ncat \"$3/pstree.img\" > /dev/null || exit 1\n" +
-		": > lazy-pages.socket\nexec sleep 300\n"
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return fakeCRIU(t, "cd \"$5\" || exit 1\n"+
+		"cat \"$3/inventory.img\" > /dev/null || exit 1\ncat \"$3/pstree.img\" > /dev/null || exit 1\n"+
+		": > lazy-pages.socket\nexec sleep 300\n")
 }
 
 // A snapshot's copy on its way: the clones' daemons start during the copy, do not listen before it arrived,

@@ -19,10 +19,14 @@ import (
 // fakeLazyPages writes a stand-in for `criu lazy-pages`: it changes into its work directory (as CRIU does),
 // creates the socket file there and waits to be killed.
 func fakeLazyPages(t *testing.T) string {
+	return fakeCRIU(t, "cd \"$5\" || exit 1\n: > lazy-pages.socket\nexec sleep 300\n")
+}
+
+// fakeCRIU writes a shell script standing in for criu, run as `criu lazy-pages --images-dir I --work-dir W ...`.
+func fakeCRIU(t *testing.T, body string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "criu")
-	script := "#!/bin/sh\n# lazy-pages --images-dir I --work-dir W ...\ncd \"$5\" || exit 1\n: > lazy-pages.socket\nexec sleep 300\n"
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n# lazy-pages --images-dir I --work-dir W ...\n"+body), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return bin
