@@ -268,34 +268,42 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 	if s.closed {
 		return
 	}
+	s.addSpares(ck.ID, s.want[ck.ID], func(sp *spareDaemon) {
+		defer close(sp.done)
+		if !s.awaitTurn(sp) {
+			sp.err = errors.New("the node's spares are closing")
+			s.forget(ck.ID, sp)
+			return
+		}
+		lp, err := s.launch(ck, sp)
+		s.turnDone()
+		if sp.lp, sp.err = lp, err; sp.err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
+			}
+			s.forget(ck.ID, sp)
+			return
+		}
+		_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(sp.lp.Pid())), 0o600)
+	})
+}
+
+// addSpares adds spares for snapshot id until it has n (at most maxSpareDaemons on the node) and runs start
+// for each new one in the background. Holds s.mu.
+func (s *lazySpares) addSpares(id string, n int, start func(sp *spareDaemon)) {
 	total := 0
 	for _, q := range s.ready {
 		total += len(q)
 	}
-	for n := len(s.ready[ck.ID]); n < s.want[ck.ID] && total < maxSpareDaemons; n++ {
+	for k := len(s.ready[id]); k < n && total < maxSpareDaemons; k++ {
 		s.seq++
-		sp := &spareDaemon{work: filepath.Join(s.dir, fmt.Sprintf("%s-%d", ck.ID, s.seq)), done: make(chan struct{})}
-		s.ready[ck.ID] = append(s.ready[ck.ID], sp)
+		sp := &spareDaemon{work: filepath.Join(s.dir, fmt.Sprintf("%s-%d", id, s.seq)), done: make(chan struct{})}
+		s.ready[id] = append(s.ready[id], sp)
 		total++
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer close(sp.done)
-			if !s.awaitTurn(sp) {
-				sp.err = errors.New("the node's spares are closing")
-				s.forget(ck.ID, sp)
-				return
-			}
-			lp, err := s.launch(ck, sp)
-			s.turnDone()
-			if sp.lp, sp.err = lp, err; sp.err != nil {
-				if s.ctx.Err() == nil {
-					s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
-				}
-				s.forget(ck.ID, sp)
-				return
-			}
-			_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(sp.lp.Pid())), 0o600)
+			start(sp)
 		}()
 	}
 }
@@ -391,24 +399,12 @@ func (s *lazySpares) expect(id string, n int) func(*checkpoint.Checkpoint) {
 	if s.closed {
 		return arrived
 	}
-	total := 0
-	for _, q := range s.ready {
-		total += len(q)
-	}
-	for k := len(s.ready[id]); k < n && total < maxSpareDaemons; k++ {
-		s.seq++
-		sp := &spareDaemon{work: filepath.Join(s.dir, fmt.Sprintf("%s-%d", id, s.seq)), done: make(chan struct{})}
-		s.ready[id] = append(s.ready[id], sp)
-		total++
-		s.wg.Add(1)
-		go s.startAhead(id, sp, arr)
-	}
+	s.addSpares(id, n, func(sp *spareDaemon) { s.startAhead(id, sp, arr) })
 	return arrived
 }
 
 // startAhead starts sp's daemon before its snapshot is here and feeds it the snapshot once it arrived.
 func (s *lazySpares) startAhead(id string, sp *spareDaemon, arr *arrival) {
-	defer s.wg.Done()
 	defer close(sp.done)
 	fail := func(err error) {
 		sp.err = err

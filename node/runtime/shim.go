@@ -111,15 +111,21 @@ func StartShim(ctx context.Context, cfg ShimConfig) (*ShimStarted, error) {
 	}
 	readyW.Close()
 	go func() { _ = cmd.Wait() }() // reap it when it ends; it is not ours to wait for otherwise
-	msg, err := readReady(ctx, readyR)
+	return awaitStarted(ctx, readyR, cmd.Process)
+}
+
+// awaitStarted waits for the report of shim on its pipe ready: the container's pid, or why it did not start.
+// A shim that does not report (ctx ended, pipe broken) is killed.
+func awaitStarted(ctx context.Context, ready *os.File, shim *os.Process) (*ShimStarted, error) {
+	msg, err := readReady(ctx, ready)
 	if err != nil {
-		_ = cmd.Process.Kill()
+		_ = shim.Kill()
 		return nil, err
 	}
 	if msg.Error != "" {
 		return nil, fmt.Errorf("%w: %s", ErrShim, msg.Error)
 	}
-	return &ShimStarted{ShimPid: cmd.Process.Pid, Pid: msg.Pid}, nil
+	return &ShimStarted{ShimPid: shim.Pid, Pid: msg.Pid}, nil
 }
 
 func readReady(ctx context.Context, r *os.File) (readyMsg, error) {

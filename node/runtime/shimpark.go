@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -103,19 +102,8 @@ func (p *ParkedShim) start(ctx context.Context, cfg ShimConfig) (*ShimStarted, e
 		_ = p.cmd.Process.Kill()
 		return nil, fmt.Errorf("%w: the parked shim is gone: %v", ErrShim, err)
 	}
-	msg, err := readReady(ctx, p.ready)
-	if err != nil {
-		_ = p.cmd.Process.Kill()
-		return nil, err
-	}
-	if msg.Error != "" {
-		return nil, fmt.Errorf("%w: %s", ErrShim, msg.Error)
-	}
-	return &ShimStarted{ShimPid: p.cmd.Process.Pid, Pid: msg.Pid}, nil
+	return awaitStarted(ctx, p.ready, p.cmd.Process)
 }
-
-// errNoConfig: the parked shim's configuration pipe closed without a configuration.
-var errNoConfig = errors.New("no configuration")
 
 // ReadParkedConfig is the parked shim's wait: it reads its configuration from fd 4 and sends its own output
 // to the shim log it names. ok is false when the pipe closed without one: the shim is not needed.
