@@ -89,7 +89,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		criuExec:   crx,
 		containers: map[string]*entry{}, ctx: actx, cancel: cancel,
 	}
-	a.spares = newLazySpares(actx, filepath.Join(cfg.DataDir, "lazy-spares"), crx, a.log, &a.wg)
+	a.spares = newLazySpares(actx, filepath.Join(cfg.DataDir, "lazy-spares"), crx,
+		func() (*runtime.ParkedShim, error) { return runtime.ParkShim(cfg.ShimBinary) }, a.log, &a.wg)
 	a.probe(ctx)
 	a.reattach(ctx)
 	return a, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/criu"
+	"github.com/ferryhq/ferry/node/runtime"
 )
 
 // A migrated container is restored lazily from its local images (see lazyOK): its lazy-pages daemon must
@@ -77,12 +78,12 @@ func (el *earlyLazy) starter(a *Agent, ck *checkpoint.Checkpoint) lazyStart {
 		el.stop()
 		return fresh
 	}
-	return func(ctx context.Context, work string) (*criu.LazyPages, error) {
+	return func(ctx context.Context, work string) (*criu.LazyPages, *runtime.ParkedShim, error) {
 		select {
 		case <-el.done:
 		case <-ctx.Done():
 			go el.stop()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		if el.err == nil {
 			el.err = el.lp.Feed(ctx, ck.ImagesDir())
@@ -92,7 +93,7 @@ func (el *earlyLazy) starter(a *Agent, ck *checkpoint.Checkpoint) lazyStart {
 			if err := os.RemoveAll(work); err == nil {
 				if err := os.Rename(el.work, work); err == nil {
 					el.lp.Moved(work)
-					return el.lp, nil
+					return el.lp, nil, nil
 				}
 			}
 		}
@@ -101,7 +102,7 @@ func (el *earlyLazy) starter(a *Agent, ck *checkpoint.Checkpoint) lazyStart {
 		}
 		el.stop()
 		if err := os.MkdirAll(work, 0o700); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		return fresh(ctx, work)
 	}

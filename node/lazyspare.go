@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/criu"
+	"github.com/ferryhq/ferry/node/runtime"
 )
 
 // maxSpareDaemons bounds the idle lazy-pages daemons one node keeps (each is a small idle process).
@@ -36,9 +37,10 @@ const spareNice = 19
 // page faults, which still get the CPU whenever nothing of normal priority wants it, and a fair share otherwise.
 const lazyNice = 10
 
-// lazyStart starts (or hands over) the lazy-pages daemon for a restore whose CRIU work directory is work.
+// lazyStart starts (or hands over) the lazy-pages daemon for a restore whose CRIU work directory is work, and
+// may hand over with it a shim parked for that restore (nil: none; the restore starts one or has its own).
 // A restore with a nil lazyStart is a full one.
-type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, error)
+type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, *runtime.ParkedShim, error)
 
 // lazySpares keeps `criu lazy-pages` daemons started ahead of need for the snapshots that clones are made of,
 // so that a clone does not wait for its daemon to start: every CRIU process probes the kernel when it starts
@@ -56,9 +58,13 @@ type lazyStart func(ctx context.Context, work string) (*criu.LazyPages, error)
 type lazySpares struct {
 	dir string    // one work directory per spare
 	crx criu.Exec // how CRIU is started
-	log *slog.Logger
-	wg  *sync.WaitGroup
-	ctx context.Context // the agent's: ends at Close
+	// park starts a shim that waits for its container (runtime.ParkShim): each spare keeps one beside its
+	// daemon, so that a clone does not wait for a shim's start-up either (the ferry executable's, 20-40 ms of
+	// CPU). nil: none.
+	park func() (*runtime.ParkedShim, error)
+	log  *slog.Logger
+	wg   *sync.WaitGroup
+	ctx  context.Context // the agent's: ends at Close
 
 	mu     sync.Mutex
 	seq    int
@@ -113,6 +119,7 @@ type spareDaemon struct {
 	work string
 	done chan struct{}
 	lp   *criu.LazyPages
+	shim *runtime.ParkedShim // parked for the clone that takes the spare (nil: none could be)
 	err  error
 
 	mu      sync.Mutex
@@ -150,8 +157,9 @@ func (sp *spareDaemon) boost() {
 
 const sparePidFile = "spare.pid"
 
-func newLazySpares(ctx context.Context, dir string, crx criu.Exec, log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
-	s := &lazySpares{dir: dir, crx: crx, log: log, wg: wg, ctx: ctx,
+// newLazySpares keeps spares in dir. park, if not nil, parks a shim for each spare.
+func newLazySpares(ctx context.Context, dir string, crx criu.Exec, park func() (*runtime.ParkedShim, error), log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
+	s := &lazySpares{dir: dir, crx: crx, park: park, log: log, wg: wg, ctx: ctx,
 		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}}
 	s.turn = sync.NewCond(&s.mu)
 	context.AfterFunc(ctx, s.wake)
@@ -193,15 +201,15 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	s.want[ck.ID] = max(s.want[ck.ID], s.active[ck.ID])
 	s.mu.Unlock()
 	var used *criu.LazyPages // the clone's daemon, set by start before end is called
-	start := func(ctx context.Context, work string) (*criu.LazyPages, error) {
-		if lp := s.take(ctx, ck.ID, work); lp != nil {
+	start := func(ctx context.Context, work string) (*criu.LazyPages, *runtime.ParkedShim, error) {
+		if lp, shim := s.take(ctx, ck.ID, work); lp != nil {
 			_ = lp.SetNice(lazyNice) // from the start-up priority it had as a spare
 			used = lp
-			return lp, nil
+			return lp, shim, nil
 		}
 		lp, err := criu.StartLazyPages(ctx, s.crx, ck.ImagesDir(), work)
 		used = lp
-		return lp, err
+		return lp, nil, err
 	}
 	var once sync.Once
 	end := func() {
@@ -222,15 +230,16 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	return start, end
 }
 
-// take hands a spare of snapshot id over to a restore in work, or returns nil when there is none that works.
-// A spare still starting is waited for, at normal priority from then on.
-func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages {
+// take hands a spare of snapshot id over to a restore in work, with the shim parked beside it if there is one,
+// or returns nil when there is none that works. A spare still starting is waited
+// for, at normal priority from then on.
+func (s *lazySpares) take(ctx context.Context, id, work string) (*criu.LazyPages, *runtime.ParkedShim) {
 	for {
 		s.mu.Lock()
 		q := s.ready[id]
 		if len(q) == 0 {
 			s.mu.Unlock()
-			return nil
+			return nil, nil
 		}
 		sp := q[0]
 		s.ready[id] = q[1:]
@@ -241,7 +250,7 @@ func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages 
 		case <-sp.done:
 		case <-ctx.Done():
 			go func() { <-sp.done; sp.stop() }()
-			return nil
+			return nil, nil
 		}
 		if sp.err != nil || sp.lp.Exited() {
 			sp.stop()
@@ -252,12 +261,12 @@ func (s *lazySpares) take(ctx context.Context, id, work string) *criu.LazyPages 
 			err = os.Rename(sp.work, work)
 			if err == nil {
 				sp.lp.Moved(work)
-				return sp.lp
+				return sp.lp, sp.shim
 			}
 		}
 		sp.stop()
 		_ = os.MkdirAll(work, 0o700)
-		return nil
+		return nil, nil
 	}
 }
 
@@ -318,7 +327,22 @@ func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.L
 		return nil, err
 	}
 	sp.launched(lp)
+	sp.shim = s.parkShim()
 	return lp, lp.Listening(s.ctx)
+}
+
+// parkShim parks a shim for a spare, or returns nil. It keeps the normal priority: its Go runtime's threads
+// would keep a lower one (nice is per thread), and runc and the container inherit it from them.
+func (s *lazySpares) parkShim() *runtime.ParkedShim {
+	if s.park == nil {
+		return nil
+	}
+	shim, err := s.park()
+	if err != nil {
+		s.log.Warn("parking a shim for a spare", "err", err)
+		return nil
+	}
+	return shim
 }
 
 // forget removes sp from the spares of snapshot id (it failed to start).
@@ -369,6 +393,7 @@ func (s *lazySpares) close() {
 }
 
 func (sp *spareDaemon) stop() {
+	sp.shim.Discard()
 	if sp.lp != nil {
 		sp.lp.Stop()
 		_ = sp.lp.Wait(context.Background())
@@ -418,6 +443,7 @@ func (s *lazySpares) startAhead(id string, sp *spareDaemon, arr *arrival) {
 	}
 	sp.lp = lp
 	sp.launched(lp)
+	sp.shim = s.parkShim()
 	_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(lp.Pid())), 0o600)
 	select {
 	case <-arr.done:

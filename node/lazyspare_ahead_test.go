@@ -49,7 +49,7 @@ func TestLazySparesAheadOfACopy(t *testing.T) {
 		start, end := s.begin(ck)
 		defer end()
 		work := filepath.Join(t.TempDir(), "restore-work")
-		lp, err := start(ctx, work)
+		lp, _, err := start(ctx, work)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +91,7 @@ func TestLazySparesAheadOfACopy(t *testing.T) {
 				t.Fatalf("daemon %d of a copy that failed still runs", pid)
 			}
 		}
-		if lp := s.take(ctx, ck.ID, filepath.Join(t.TempDir(), "w")); lp != nil {
+		if lp, _ := s.take(ctx, ck.ID, filepath.Join(t.TempDir(), "w")); lp != nil {
 			t.Fatal("a clone took a spare of a copy that failed")
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,12 @@ func newTestSpares(t *testing.T, dir, bin string) (*lazySpares, context.CancelFu
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	s := newLazySpares(ctx, dir, criu.Exec{Path: bin}, slog.New(slog.NewTextHandler(testWriter{t}, nil)), &wg)
+	shim := filepath.Join(t.TempDir(), "ferry")
+	if err := os.WriteFile(shim, []byte("#!/bin/sh\n# a parked shim: waits for its configuration on fd 4\nexec cat <&4 >/dev/null\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	park := func() (*runtime.ParkedShim, error) { return runtime.ParkShim(shim) }
+	s := newLazySpares(ctx, dir, criu.Exec{Path: bin}, park, slog.New(slog.NewTextHandler(testWriter{t}, nil)), &wg)
 	t.Cleanup(func() { cancel(); wg.Wait(); s.close() })
 	return s, cancel, &wg
 }
@@ -120,10 +126,17 @@ func TestLazySpares(t *testing.T) {
 		if err := os.MkdirAll(work, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		lp, err := start(ctx, work)
+		lp, shim, err := start(ctx, work)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if shim == nil {
+			t.Fatal("the spare handed over no parked shim")
+		}
+		if n := niceOf(t, shim.Pid()); n != 0 {
+			t.Fatalf("the parked shim handed over runs at nice %d, want 0 (runc and its container inherit it)", n)
+		}
+		shim.Discard()
 		taken := ""
 		for name, pid := range first {
 			if lp.Pid() == pid {
@@ -175,7 +188,7 @@ func TestLazySpares(t *testing.T) {
 		if err := os.MkdirAll(work, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		lp, err := start(ctx, work) // takes the first spare, which starts now
+		lp, _, err := start(ctx, work) // takes the first spare, which starts now
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +215,7 @@ func TestLazySpares(t *testing.T) {
 			if err := os.MkdirAll(work, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			lp, err := start(ctx, work)
+			lp, _, err := start(ctx, work)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,7 +243,7 @@ func TestLazySpares(t *testing.T) {
 		start, end := s.begin(ck)
 		defer end()
 		work := t.TempDir()
-		lp, err := start(ctx, work)
+		lp, _, err := start(ctx, work)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +259,7 @@ func TestLazySpares(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		ctx1, cancel1 := context.WithCancel(context.Background())
 		var wg1 sync.WaitGroup
-		old := newLazySpares(ctx1, dir, criu.Exec{Path: bin}, slog.Default(), &wg1)
+		old := newLazySpares(ctx1, dir, criu.Exec{Path: bin}, nil, slog.Default(), &wg1)
 		old.prepare(ck)
 		pids := spareDirs(t, dir, templateSpares)
 		cancel1()
@@ -265,10 +278,21 @@ func TestLazySpares(t *testing.T) {
 		s, cancel, wg := newTestSpares(t, dir, bin)
 		s.prepare(ck)
 		pids := spareDirs(t, dir, templateSpares)
+		s.mu.Lock()
+		ready := slices.Clone(s.ready[ck.ID])
+		s.mu.Unlock()
+		for _, sp := range ready {
+			<-sp.done
+			if sp.shim == nil {
+				t.Error("a spare has no parked shim")
+			} else {
+				pids["shim of "+sp.work] = sp.shim.Pid()
+			}
+		}
 		cancel()
 		wg.Wait()
 		s.close()
-		for _, pid := range pids {
+		for _, pid := range pids { // daemons and parked shims
 			waitGone(t, pid)
 		}
 		s.prepare(ck) // after close: nothing is started

@@ -283,8 +283,9 @@ func (a *Agent) freshLazy(ck *checkpoint.Checkpoint) lazyStart {
 	if !a.lazyOK() {
 		return nil
 	}
-	return func(ctx context.Context, work string) (*criu.LazyPages, error) {
-		return criu.StartLazyPages(ctx, a.criuExec, ck.ImagesDir(), work)
+	return func(ctx context.Context, work string) (*criu.LazyPages, *runtime.ParkedShim, error) {
+		lp, err := criu.StartLazyPages(ctx, a.criuExec, ck.ImagesDir(), work)
+		return lp, nil, err
 	}
 }
 

@@ -114,14 +114,15 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	}
 	// The lazy-pages daemon starts (a process, then its socket) while the writable layer unpacks.
 	type started struct {
-		lp  *criu.LazyPages
-		err error
+		lp   *criu.LazyPages
+		shim *runtime.ParkedShim
+		err  error
 	}
 	lpc := make(chan started, 1)
 	if lazy != nil {
 		go func() {
-			lp, err := lazy(ctx, work)
-			lpc <- started{lp, err}
+			lp, shim, err := lazy(ctx, work)
+			lpc <- started{lp, shim, err}
 		}()
 	} else {
 		lpc <- started{}
@@ -129,8 +130,14 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	uerr := unpackDiff(ctx, ck.DiffPath(), e.upperDir(gen))
 	st := <-lpc
 	lp := st.lp
+	if shim == nil {
+		shim = st.shim
+	} else {
+		st.shim.Discard()
+	}
 	if err := errors.Join(uerr, st.err); err != nil {
 		lp.Stop()
+		st.shim.Discard()
 		_ = os.RemoveAll(e.genDir(gen))
 		return 0, err
 	}

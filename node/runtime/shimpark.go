@@ -70,6 +70,9 @@ func ParkShim(binary string) (*ParkedShim, error) {
 	return &ParkedShim{cmd: cmd, conf: confW, ready: readyR}, nil
 }
 
+// Pid is the parked shim's process id.
+func (p *ParkedShim) Pid() int { return p.cmd.Process.Pid }
+
 // Discard lets a parked shim that was not used exit. Safe on nil and after use.
 func (p *ParkedShim) Discard() {
 	if p == nil {
