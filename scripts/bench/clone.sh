@@ -14,7 +14,7 @@
 #   6. Podman's way, with Debian's podman in its own --root: the same rootfs imported, run and warm (its cold start
 #      is recorded too), `podman container checkpoint --export F --compress zstd`, then
 #      `podman container restore --import F --name NEW` until NEW answers.
-# Ferry's containers run with --net none (PING through their network namespace with the host's redis-cli);
+# Ferry's containers run with --net none (PING from a probe that enters their network namespace, BC_PROBE);
 # Podman's with --network host on its own port (it cannot restore a container whose loopback it does not bring up).
 # Targets (issue 6): a clone on the same node answers >= 20x sooner than a cold start and >= 5x sooner than Podman's
 # restore; 5 clones all answer within 2x a single clone's time; the first clone on a new node within the
@@ -58,30 +58,39 @@ import json, sys
 print([c["pid"] for c in json.load(sys.stdin) if c["config"]["name"] == sys.argv[1]][0])' "$1"
 }
 
-# bc_pong PID: succeeds when the redis in PID's network namespace answers PING with PONG.
-bc_pong() { [ "$(nsenter --net="/proc/$1/ns/net" redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
+# BC_PROBE: bash that waits until the redis on 127.0.0.1:$1 answers PING with PONG and prints when (epoch ms),
+# or fails after $2 seconds. One probe per redis, connecting every 5 ms with bash's own /dev/tcp and waiting
+# on the connection for the answer: no program is started per try (a redis-cli per try and clone, every 10 ms,
+# took CPU from the clones being measured), and the answer is seen the moment it comes.
+BC_PROBE='deadline=$(( ${EPOCHREALTIME/./} / 1000 + $2 * 1000 ))
+exec 4<> <(:)
+while :; do
+	if { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "PING\r\n" >&3 && IFS= read -r -t 2 r <&3; } 2>/dev/null && [[ $r == +PONG* ]]; then
+		t=$EPOCHREALTIME
+		echo $(( ${t/./} / 1000 ))
+		exit 0
+	fi
+	exec 3>&- 2>/dev/null
+	(( ${EPOCHREALTIME/./} / 1000 < deadline )) || exit 1
+	read -r -t 0.005 -u 4
+done'
 
-# bc_wait_pong SECONDS PID...: polls every 10 ms until every PID's redis answers; fails after SECONDS. Each
-# round asks all the redis that have not answered yet at once (one redis-cli each), so that the time to the
-# last answer is not the sum of their answering times.
+# bc_wait_pong SECONDS PID...: waits until every PID's redis (in PID's network namespace, port 6379) answers,
+# all probed at once; prints when the last one answered (epoch ms); fails after SECONDS.
 bc_wait_pong() {
-	local secs=$1 deadline pid left next
+	local secs=$1 pid t last=0 out=$BENCH_TMP/bc-pong
 	shift
-	deadline=$(($(bench_now_ms) + secs * 1000))
-	left=("$@")
-	while :; do
-		local -A job=()
-		for pid in "${left[@]}"; do
-			bc_pong "$pid" &
-			job[$pid]=$!
-		done
-		next=()
-		for pid in "${left[@]}"; do wait "${job[$pid]}" || next+=("$pid"); done
-		[ ${#next[@]} -gt 0 ] || return 0
-		left=("${next[@]}")
-		[ "$(bench_now_ms)" -lt "$deadline" ] || { bench_log "redis in ${left[*]} did not answer PING within ${secs}s"; return 1; }
-		sleep 0.01
+	for pid in "$@"; do
+		nsenter --net="/proc/$pid/ns/net" bash -c "$BC_PROBE" probe 6379 "$secs" >"$out.$pid" &
 	done
+	wait || true
+	for pid in "$@"; do
+		t=$(cat "$out.$pid" 2>/dev/null)
+		rm -f "$out.$pid"
+		[ -n "$t" ] || { bench_log "redis in $pid did not answer PING within ${secs}s"; return 1; }
+		[ "$t" -le "$last" ] || last=$t
+	done
+	echo "$last"
 }
 
 # bc_clone ARGS...: runs ferry clone ARGS -o json, waits until every clone answers PING; prints the milliseconds
@@ -98,8 +107,7 @@ bc_clone() {
 		rest=${BASH_REMATCH[2]}
 	done
 	[ ${#pids[@]} -gt 0 ] || { bench_log "ferry clone $* reported no clone"; return 1; }
-	bc_wait_pong 120 "${pids[@]}" || return 1
-	t1=$(bench_now_ms)
+	t1=$(bc_wait_pong 120 "${pids[@]}") || return 1
 	# The clones' names first: the caller removes them as soon as it has read the times below.
 	python3 -c 'import json, sys; print(" ".join(c["container"] for c in json.load(sys.stdin)["clones"]))' <<<"$out" >"$BENCH_TMP/bc-last"
 	echo "$((t1 - t0)) $(python3 -c 'import json, sys; print(json.load(sys.stdin).get("copy_took", 0) // 1000000)' <<<"$out")"
@@ -125,12 +133,9 @@ bc_podman_cleanup() {
 
 bc_podman_pong() { [ "$(redis-cli -h 127.0.0.1 -p "$BC_PODMAN_PORT" ping 2>/dev/null)" = PONG ]; }
 
+# bc_podman_wait: waits until Podman's redis (host network) answers; prints when (epoch ms).
 bc_podman_wait() {
-	local deadline=$(($(bench_now_ms) + 120000))
-	until bc_podman_pong; do
-		[ "$(bench_now_ms)" -lt "$deadline" ] || { bench_log "podman's redis did not answer within 120s"; return 1; }
-		sleep 0.01
-	done
+	bash -c "$BC_PROBE" probe "$BC_PODMAN_PORT" 120 || { bench_log "podman's redis did not answer within 120s"; return 1; }
 }
 
 # bc_podman_run: Podman's cold start and its clone from a warm checkpoint; sets BC_P_COLD, BC_P_RESTORE, BC_P_BYTES.
@@ -149,8 +154,7 @@ bc_podman_run() {
 	t0=$(bench_now_ms)
 	bc_podman run -d --name pr --runtime runc --network host --ulimit host localhost/ferry-bench-redis:latest "${args[@]}" \
 		>/dev/null 2>>"$BENCH_TMP/bc-podman.log" || { tail -n5 "$BENCH_TMP/bc-podman.log" >&2; bench_die "podman run failed"; }
-	bc_podman_wait || bench_die "podman's redis never answered"
-	t1=$(bench_now_ms)
+	t1=$(bc_podman_wait) || bench_die "podman's redis never answered"
 	BC_P_COLD=$((t1 - t0))
 	bench_log "clone: podman cold start $BC_P_COLD ms; checkpoint --export"
 	bc_podman container checkpoint --export "$BC_PODMAN_DIR/warm.tar.zst" --compress zstd pr >>"$BENCH_TMP/bc-podman.log" 2>&1 ||
@@ -159,8 +163,7 @@ bc_podman_run() {
 	t0=$(bench_now_ms)
 	bc_podman container restore --import "$BC_PODMAN_DIR/warm.tar.zst" --name pr2 >>"$BENCH_TMP/bc-podman.log" 2>&1 ||
 		{ tail -n5 "$BENCH_TMP/bc-podman.log" >&2; bench_die "podman restore --import failed"; }
-	bc_podman_wait || bench_die "podman's restored redis never answered"
-	t1=$(bench_now_ms)
+	t1=$(bc_podman_wait) || bench_die "podman's restored redis never answered"
 	BC_P_RESTORE=$((t1 - t0))
 	bench_log "clone: podman restore --import to PONG $BC_P_RESTORE ms"
 	bc_podman rm --force --time 0 pr pr2 >/dev/null 2>&1 || bench_log "podman rm failed"
@@ -187,8 +190,7 @@ bench_clone() {
 	t0=$(bench_now_ms)
 	bc_ferry run --name redis --node bc-1 redis -- "${BC_REDIS_ARGS[@]}" >/dev/null || bench_die "ferry run redis failed"
 	pid=$(bc_pid redis)
-	bc_wait_pong 180 "$pid" || bench_die "the cold redis never answered"
-	t1=$(bench_now_ms)
+	t1=$(bc_wait_pong 180 "$pid") || bench_die "the cold redis never answered"
 	cold=$((t1 - t0))
 	bench_log "clone: cold start to PONG $cold ms; template create"
 	snap=$(bc_ferry template create warm --from redis --copies 0 -o json) || bench_die "template create failed"
@@ -216,7 +218,7 @@ bench_clone() {
 	bench_baseline podman_cold_start_ms "Podman: cold start (podman run) to first PONG" "$BC_P_COLD" ms
 	bench_baseline podman_restore_ms "Podman: restore --import of the warm checkpoint to first PONG" "$BC_P_RESTORE" ms
 	bench_baseline podman_checkpoint_bytes "Podman: checkpoint archive (tar.zst)" "$BC_P_BYTES" bytes
-	bench_note "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) from Debian with $keys keys (DEBUG POPULATE $keys key 100) in its image's RDB file; PING with the host's redis-cli, polled every 10 ms, all clones of a step at once"
+	bench_note "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) from Debian with $keys keys (DEBUG POPULATE $keys key 100) in its image's RDB file; PING from one probe per redis (bash, /dev/tcp, a try every 5 ms, waiting on the connection for the answer), all clones of a step at once"
 	bench_note "ferry: --net none, PING through the container's network namespace; Podman $(podman --version | awk '{print $3}') with runc, --network host on port $BC_PODMAN_PORT, --ulimit host, own --root"
 	bench_note "a target of the form <= X is computed from figures of this same run (cold start, Podman's restore, one clone, transfer)"
 	bench_finish
