@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/criu"
@@ -23,6 +24,9 @@ const maxSpareDaemons = 8
 // other restores run, which then takes a few hundred milliseconds. An idle spare is a small sleeping process
 // (about 7 MB).
 const templateSpares = 5
+
+// spareWait bounds how long the creation of a template waits for its first spare (awaitSpare).
+const spareWait = 10 * time.Second
 
 // spareNice is the nice value a spare starts at: its start-up (CRIU's, mostly) gets the CPU only when
 // nothing of normal priority wants it, such as the restores and first requests of the clones that just
@@ -189,6 +193,28 @@ func (s *lazySpares) prepare(ck *checkpoint.Checkpoint) {
 	s.want[ck.ID] = max(s.want[ck.ID], templateSpares)
 	s.mu.Unlock()
 	s.refill(ck)
+}
+
+// awaitSpare waits until the oldest spare of snapshot id listens or failed (at once if there is none), or ctx
+// ends: a template is made ready to clone before its creation returns, so that its first clone does not wait
+// for a daemon's start-up (60-130 ms here, more on a busy host).
+func (s *lazySpares) awaitSpare(ctx context.Context, id string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	var first *spareDaemon
+	if q := s.ready[id]; len(q) > 0 {
+		first = q[0]
+	}
+	s.mu.Unlock()
+	if first == nil {
+		return
+	}
+	select {
+	case <-first.done:
+	case <-ctx.Done():
+	}
 }
 
 // begin registers a clone of ck that starts now. It returns the clone's lazyStart, which takes a spare if

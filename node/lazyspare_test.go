@@ -273,6 +273,30 @@ func TestLazySpares(t *testing.T) {
 		}
 	})
 
+	t.Run("a template's creation can wait for its first spare", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		s.awaitSpare(wctx, "nosuch") // no spare: at once
+		s.prepare(ck)
+		s.awaitSpare(wctx, ck.ID)
+		if wctx.Err() != nil {
+			t.Fatal("awaitSpare waited out its context")
+		}
+		s.mu.Lock()
+		first := s.ready[ck.ID][0]
+		s.mu.Unlock()
+		select {
+		case <-first.done:
+		default:
+			t.Fatal("awaitSpare returned before the first spare was ready")
+		}
+		if first.err != nil || first.lp == nil {
+			t.Fatalf("the first spare: %v", first.err)
+		}
+	})
+
 	t.Run("close stops every spare", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, cancel, wg := newTestSpares(t, dir, bin)

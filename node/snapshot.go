@@ -142,6 +142,10 @@ func (a *Agent) Snapshot(ctx context.Context, name string, opts SnapshotOptions,
 	a.verified.set(ck.ID, true)
 	if opts.Template && a.lazyOK() {
 		a.spares.prepare(ck)
+		ph.phase("spares", "starting a lazy-pages daemon for the template's first clone")
+		wctx, cancel := context.WithTimeout(ctx, spareWait)
+		a.spares.awaitSpare(wctx, ck.ID)
+		cancel()
 	}
 	rep := &SnapshotReport{ID: ck.ID, Container: name, Node: a.cfg.Name, Stopped: opts.Stop, Size: m.Size(), Files: len(m.Files),
 		Created: m.Created, Frozen: frozen, Took: time.Since(ph.start)}

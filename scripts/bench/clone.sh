@@ -108,6 +108,7 @@ bc_clone() {
 	done
 	[ ${#pids[@]} -gt 0 ] || { bench_log "ferry clone $* reported no clone"; return 1; }
 	t1=$(bc_wait_pong 120 "${pids[@]}") || return 1
+	printf '%s\n' "$out" >"$BENCH_RESULTS/clone-report-$BC_STEP.json" 2>/dev/null || true
 	# The clones' names first: the caller removes them as soon as it has read the times below.
 	python3 -c 'import json, sys; print(" ".join(c["container"] for c in json.load(sys.stdin)["clones"]))' <<<"$out" >"$BENCH_TMP/bc-last"
 	echo "$((t1 - t0)) $(python3 -c 'import json, sys; print(json.load(sys.stdin).get("copy_took", 0) // 1000000)' <<<"$out")"
@@ -195,12 +196,15 @@ bench_clone() {
 	bench_log "clone: cold start to PONG $cold ms; template create"
 	snap=$(bc_ferry template create warm --from redis --copies 0 -o json) || bench_die "template create failed"
 	bench_log "clone: one clone on bc-1"
+	BC_STEP=one
 	read -r one _ < <(bc_clone warm --node bc-1) || bench_die "clone on bc-1 failed"
 	bc_rm_last
 	bench_log "clone: one clone $one ms; five at once on bc-1"
+	BC_STEP=five
 	read -r five _ < <(bc_clone warm --node bc-1 --count 5) || bench_die "5 clones on bc-1 failed"
 	bc_rm_last
 	bench_log "clone: five clones $five ms; one on bc-2 (checkpoint not there)"
+	BC_STEP=other-node
 	read -r remote copy < <(bc_clone warm --node bc-2) || bench_die "clone on bc-2 failed"
 	bc_rm_last
 	bench_log "clone: clone on bc-2 $remote ms (transfer $copy ms)"
