@@ -287,6 +287,9 @@ func (s *lazySpares) take(ctx context.Context, id, work string) (*criu.LazyPages
 			err = os.Rename(sp.work, work)
 			if err == nil {
 				sp.lp.Moved(work)
+				if sp.shim != nil {
+					sp.shim.Boost()
+				}
 				return sp.lp, sp.shim
 			}
 		}
@@ -357,13 +360,16 @@ func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.L
 	return lp, lp.Listening(s.ctx)
 }
 
-// parkShim parks a shim for a spare, or returns nil. It keeps the normal priority: its Go runtime's threads
-// would keep a lower one (nice is per thread), and runc and the container inherit it from them.
+// parkShim parks a shim for a spare, or returns nil. The shim starts at the lowest priority, as the spare's
+// daemon does (it is started from a thread at that priority, so that all its threads have it); take gives it
+// the normal one back, and so does the shim itself when it gets its container.
 func (s *lazySpares) parkShim() *runtime.ParkedShim {
 	if s.park == nil {
 		return nil
 	}
-	shim, err := s.park()
+	var shim *runtime.ParkedShim
+	var err error
+	inBackground(func() { shim, err = s.park() })
 	if err != nil {
 		s.log.Warn("parking a shim for a spare", "err", err)
 		return nil

@@ -311,6 +311,9 @@ func TestLazySpares(t *testing.T) {
 				t.Error("a spare has no parked shim")
 			} else {
 				pids["shim of "+sp.work] = sp.shim.Pid()
+				if n := niceOf(t, sp.shim.Pid()); n != backgroundNice {
+					t.Errorf("a spare's parked shim starts at nice %d, want %d", n, backgroundNice)
+				}
 			}
 		}
 		cancel()

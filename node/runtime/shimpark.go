@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -73,6 +74,23 @@ func ParkShim(binary string) (*ParkedShim, error) {
 // Pid is the parked shim's process id.
 func (p *ParkedShim) Pid() int { return p.cmd.Process.Pid }
 
+// Boost gives every thread of the parked shim the normal CPU priority (nice 0). A shim parked from a thread at
+// a low priority starts at that priority, and runc and the container inherit the nice value of the thread
+// that starts them; the shim also does this itself when it gets its configuration.
+func (p *ParkedShim) Boost() {
+	normalPriority(p.cmd.Process.Pid)
+}
+
+// normalPriority sets every thread of process pid to nice 0 (nice is per thread).
+func normalPriority(pid int) {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
+		}
+	}
+}
+
 // Discard lets a parked shim that was not used exit. Safe on nil and after use.
 func (p *ParkedShim) Discard() {
 	if p == nil {
@@ -125,6 +143,7 @@ func ReadParkedConfig() (cfg ShimConfig, ok bool, err error) {
 		return cfg, false, fmt.Errorf("the parked shim's configuration: %w", err)
 	}
 	_ = os.Unsetenv(ShimParkedEnv)
+	normalPriority(os.Getpid()) // it may have been parked at a low priority; what it starts must not be
 	if pc.ShimLog != "" {
 		if lf, err := os.OpenFile(pc.ShimLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
 			_ = unix.Dup2(int(lf.Fd()), 1)

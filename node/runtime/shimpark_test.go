@@ -3,11 +3,17 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeParkedShim stands in for `ferry shim` started parked: it waits for its configuration on fd 4, writes
@@ -67,4 +73,52 @@ func TestParkedShim(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// A parked shim started from a thread at a low priority has all its threads back at nice 0 once boosted.
+func TestParkedShimBoost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("lowering a nice value needs root")
+	}
+	bin := fakeParkedShim(t)
+	var p *ParkedShim
+	var err error
+	done := make(chan struct{})
+	go func() { // start it from a thread at nice 19, as the agent's spares do
+		defer close(done)
+		goruntime.LockOSThread()
+		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+		p, err = ParkShim(bin)
+	}()
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Discard()
+	if n := threadNice(t, p.Pid(), p.Pid()); n != 19 {
+		t.Fatalf("the shim started at nice %d, want 19", n)
+	}
+	p.Boost()
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.Pid()))
+	for _, e := range ents {
+		tid, _ := strconv.Atoi(e.Name())
+		if n := threadNice(t, p.Pid(), tid); n != 0 {
+			t.Errorf("thread %d of the boosted shim runs at nice %d", tid, n)
+		}
+	}
+}
+
+func threadNice(t *testing.T, pid, tid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	n, err := strconv.Atoi(f[16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
