@@ -356,20 +356,26 @@ func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.L
 		return nil, err
 	}
 	sp.launched(lp)
-	sp.shim = s.parkShim()
+	sp.shim = s.parkShim(true)
 	return lp, lp.Listening(s.ctx)
 }
 
-// parkShim parks a shim for a spare, or returns nil. The shim starts at the lowest priority, as the spare's
-// daemon does (it is started from a thread at that priority, so that all its threads have it); take gives it
-// the normal one back, and so does the shim itself when it gets its container.
-func (s *lazySpares) parkShim() *runtime.ParkedShim {
+// parkShim parks a shim for a spare, or returns nil. With low, the shim starts at the lowest priority, as a
+// refilled spare's daemon does (it is started from a thread at that priority, so that all its threads have it);
+// take gives it the normal one back, and so does the shim itself when it gets its container. A spare started
+// during a snapshot's copy has its shim at the normal priority, as its daemon: the copy keeps the cores busy
+// and the clone comes right after it.
+func (s *lazySpares) parkShim(low bool) *runtime.ParkedShim {
 	if s.park == nil {
 		return nil
 	}
 	var shim *runtime.ParkedShim
 	var err error
-	inBackground(func() { shim, err = s.park() })
+	if low {
+		inBackground(func() { shim, err = s.park() })
+	} else {
+		shim, err = s.park()
+	}
 	if err != nil {
 		s.log.Warn("parking a shim for a spare", "err", err)
 		return nil
@@ -475,7 +481,7 @@ func (s *lazySpares) startAhead(id string, sp *spareDaemon, arr *arrival) {
 	}
 	sp.lp = lp
 	sp.launched(lp)
-	sp.shim = s.parkShim()
+	sp.shim = s.parkShim(false)
 	_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(lp.Pid())), 0o600)
 	select {
 	case <-arr.done:
