@@ -21,7 +21,9 @@ func newTemplateCmd() *cobra.Command {
 		Short: "Snapshot a warm container as template NAME, for ferry clone",
 		Long: `Snapshot running container CONTAINER (default: the container named NAME) and name the snapshot template
 NAME. ferry clone NAME and ferry clone --snapshot NAME then start clones from it, also after the container
-is gone. The container goes on running. Remove a template with ferry snapshot rm CONTAINER ID.`,
+is gone. The container goes on running. Each node holding the template keeps a few clones' start-up done
+ahead (CRIU lazy-pages daemons and shims, idle, at the lowest priority); the command returns once the first is
+ready, so the first clone does not wait for one. Remove a template with ferry snapshot rm CONTAINER ID.`,
 		Args: needArgs(1, 1, "ferry template create NAME [--from CONTAINER]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if from == "" {
