@@ -257,8 +257,8 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 }
 
 // take hands a spare of snapshot id over to a restore in work, with the shim parked beside it if there is one,
-// or returns nil when there is none that works. A spare still starting is waited
-// for, at normal priority from then on.
+// or returns nil when there is none that works. A spare still starting is waited for, at normal priority from
+// then on.
 func (s *lazySpares) take(ctx context.Context, id, work string) (*criu.LazyPages, *runtime.ParkedShim) {
 	for {
 		s.mu.Lock()
@@ -357,7 +357,11 @@ func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.L
 	}
 	sp.launched(lp)
 	sp.shim = s.parkShim(true)
-	return lp, lp.Listening(s.ctx)
+	if err := lp.Listening(s.ctx); err != nil {
+		sp.shim.Discard() // the spare is dropped (forget): its shim is not needed
+		return lp, err
+	}
+	return lp, nil
 }
 
 // parkShim parks a shim for a spare, or returns nil. With low, the shim starts at the lowest priority, as a
