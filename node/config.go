@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -48,10 +49,10 @@ func DefaultConfig() Config {
 	return Config{Name: host, DataDir: DefaultDataDir, StopTimeout: 10 * time.Second, IncomingTimeout: IncomingTimeout, Logger: slog.Default()}
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`) }) // at first use: see images.digestRE
 
 // ValidName reports whether s can name a node or a container.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+func ValidName(s string) bool { return nameRE().MatchString(s) }
 
 // Validate fills zero values with defaults and checks the fields.
 func (c *Config) Validate() error {

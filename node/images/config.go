@@ -35,7 +35,7 @@ func parseImageConfig(data []byte, what string) (*imageConfigJSON, error) {
 		return nil, fmt.Errorf("%w: image config %s lists no layers (rootfs.type %q)", ErrBadArchive, what, c.RootFS.Type)
 	}
 	for _, d := range c.RootFS.DiffIDs {
-		if !digestRE.MatchString(d) {
+		if !digestRE().MatchString(d) {
 			return nil, fmt.Errorf("%w: image config %s: diff_id %q is not a sha256 digest", ErrBadArchive, what, d)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"sync"
 
 	"github.com/ferryhq/ferry/node/archive"
 )
@@ -101,7 +102,7 @@ func (s *Store) pickDockerImage(root string, entries []dockerManifestEntry) (doc
 	return first.e, first.data, first.cfg, nil
 }
 
-var hexInName = regexp.MustCompile(`(?:^|/)([a-f0-9]{64})(?:\.json)?$`)
+var hexInName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?:^|/)([a-f0-9]{64})(?:\.json)?$`) })
 
 // readDockerConfig reads and checks the config of e. A config named by
 // its digest (both layouts do) must hash to it.
@@ -110,7 +111,7 @@ func readDockerConfig(root string, e dockerManifestEntry) ([]byte, *imageConfigJ
 	if err != nil {
 		return nil, nil, err
 	}
-	if m := hexInName.FindStringSubmatch(e.Config); m != nil && digestOf(data) != "sha256:"+m[1] {
+	if m := hexInName().FindStringSubmatch(e.Config); m != nil && digestOf(data) != "sha256:"+m[1] {
 		return nil, nil, fmt.Errorf("%w: config %s: content hashes to %s; the archive is damaged, save it again",
 			ErrBadArchive, e.Config, digestOf(data))
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferryhq/ferry/node/archive"
@@ -21,7 +22,9 @@ import (
 // marker (tar pads its output to a record of 10 KiB; some tools more).
 const maxTrailing = 1 << 20
 
-var digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+// digestRE is compiled at its first use, as the other patterns of this package: bounded repeats make large
+// programs, and every ferry process (a command line, a shim) would pay for them at its start.
+var digestRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^sha256:[a-f0-9]{64}$`) })
 
 // layerRecord is layers/sha256/<hex>.json.
 type layerRecord struct {
@@ -34,7 +37,7 @@ type layerRecord struct {
 // LayerPath returns the directory of layer id ("sha256:<hex>"), whether or
 // not it is in the store; "" if id is not a sha256 digest.
 func (s *Store) LayerPath(id string) string {
-	if !digestRE.MatchString(id) {
+	if !digestRE().MatchString(id) {
 		return ""
 	}
 	return filepath.Join(s.layersDir(), strings.TrimPrefix(id, "sha256:"))

@@ -42,7 +42,7 @@ type ociManifest struct {
 }
 
 func checkDescriptor(d ociDescriptor, what string) error {
-	if !digestRE.MatchString(d.Digest) {
+	if !digestRE().MatchString(d.Digest) {
 		return fmt.Errorf("%w: %s: digest %q is not a sha256 digest (the only algorithm supported)", ErrBadArchive, what, d.Digest)
 	}
 	if d.Size < 0 {

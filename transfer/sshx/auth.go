@@ -3,12 +3,13 @@ package sshx
 import (
 	"fmt"
 	"regexp"
+	"sync"
 
 	"golang.org/x/crypto/ssh"
 )
 
 // nodeNameRE is what a joining node may call itself.
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+var nodeNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) }) // compiled at first use
 
 // authPublicKey is the server's PublicKeyCallback. A user certificate
 // signed by the cluster CA makes an agent; a plain key is looked up with the
@@ -54,7 +55,7 @@ func (s *Server) authPassword(conn ssh.ConnMetadata, password []byte) (*ssh.Perm
 	if s.cfg.JoinHandler == nil {
 		return refuse("this agent does not admit joins", nil)
 	}
-	if !nodeNameRE.MatchString(name) {
+	if !nodeNameRE().MatchString(name) {
 		return refuse(fmt.Sprintf("node name %q is not valid (letters, digits, '.', '_', '-'; at most 63)", name), nil)
 	}
 	token := string(password)
