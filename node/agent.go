@@ -25,6 +25,7 @@ type Agent struct {
 	images   *images.Store
 	runc     *runtime.Runc
 	criuExec criu.Exec // how the agent starts CRIU daemons of its own (lazy-pages)
+	maskDir  string    // the empty read-only directory bound over masked directories on restore
 	features *criu.Features
 	probeErr error
 	started  time.Time
@@ -62,7 +63,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg.Logger.Warn("masked directories of restored containers will be bound from a plain empty directory", "node", cfg.Name, "err", err)
 	}
 	for net, file := range criuConfFiles {
-		if err := runtime.WriteFileAtomic(filepath.Join(cfg.DataDir, file), []byte(runtime.CriuConfig(net, maskDir)), 0o600); err != nil {
+		if err := runtime.WriteFileAtomic(filepath.Join(cfg.DataDir, file), []byte(runtime.CriuConfig(net, maskDir, "")), 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -87,6 +88,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg: cfg, log: cfg.Logger.With("node", cfg.Name), images: st, started: time.Now(),
 		runc:       rc,
 		criuExec:   crx,
+		maskDir:    maskDir,
 		containers: map[string]*entry{}, ctx: actx, cancel: cancel,
 	}
 	a.spares = newLazySpares(actx, filepath.Join(cfg.DataDir, "lazy-spares"), crx,
@@ -169,17 +171,18 @@ func (a *Agent) checkpointsDir(name string) string {
 	return filepath.Join(a.cfg.DataDir, "checkpoints", name)
 }
 
-// criuConfFiles, in the data directory, are the CRIU configurations of containers by network (see
-// runtime.CriuConfig). A container's file is named in its spec when it is created; the agent rewrites them at
-// each start.
+// criuConfFiles, in the data directory, are the CRIU configurations by network (see runtime.CriuConfig) that
+// containers started by earlier versions of the agent name in their specs; the agent rewrites them at each
+// start. A container started now has a file of its own (writeCriuConfig).
 var criuConfFiles = map[string]string{runtime.NetNone: "criu-private-net.conf", runtime.NetHost: "criu-host-net.conf"}
 
-// criuConfig is the CRIU configuration file for a container on network net.
-func (a *Agent) criuConfig(net string) string {
+// writeCriuConfig writes the CRIU configuration of e's container, which its spec names: its own tmpfs are
+// external mounts, restored from e.tmpfsDir (see runtime.Tmpfs).
+func (a *Agent) writeCriuConfig(e *entry, net string) error {
 	if net == "" {
 		net = runtime.NetNone
 	}
-	return filepath.Join(a.cfg.DataDir, criuConfFiles[net])
+	return runtime.WriteFileAtomic(e.criuConf(), []byte(runtime.CriuConfig(net, a.maskDir, e.tmpfsDir())), 0o600)
 }
 
 func (a *Agent) cgroupsPath(name string) string {
@@ -261,6 +264,9 @@ func (a *Agent) release(ctx context.Context, e *entry) {
 		a.log.Warn("runc delete failed", "container", name, "err", err)
 	}
 	if err := runtime.Unmount(e.rootfs()); err != nil {
+		a.log.Warn("unmount failed", "container", name, "err", err)
+	}
+	if err := runtime.UnmountOwnTmpfs(e.tmpfsDir()); err != nil {
 		a.log.Warn("unmount failed", "container", name, "err", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ferryhq/ferry/node/archive"
@@ -71,34 +72,57 @@ func (a *Agent) Checkpoint(ctx context.Context, name string, opts CheckpointOpti
 func (a *Agent) dump(ctx context.Context, e *entry, pend *checkpoint.Pending, opts CheckpointOptions, ph *phaser) (time.Duration, error) {
 	c := e.snapshot()
 	name := c.Config.Name
-	ro := runtime.CheckpointOptions{ImagePath: pend.ImagesDir(), WorkPath: pend.LogsDir(), LeaveRunning: opts.LeaveRunning}
+	// The container is frozen for the dump by the agent, not by CRIU, so that its own tmpfs and its writable
+	// layer are captured while nothing of it runs; without LeaveRunning it is killed while still frozen, as
+	// after a migration, once all of it is captured (if anything fails before, it goes on).
+	ro := runtime.CheckpointOptions{ImagePath: pend.ImagesDir(), WorkPath: pend.LogsDir(), LeaveRunning: true}
 	start := time.Now()
-	if opts.LeaveRunning {
-		ph.phase("freezing", "")
-		if err := a.pause(ctx, name); err != nil {
-			return 0, fmt.Errorf("freezing %s: %w", name, err)
-		}
-		defer func() { _ = a.resume(context.WithoutCancel(ctx), name) }()
+	ph.phase("freezing", "")
+	if err := a.pause(ctx, name); err != nil {
+		return 0, fmt.Errorf("freezing %s: %w", name, err)
 	}
+	// Thawed at the end (killed, without LeaveRunning, it then ends).
+	defer func() { _ = a.resume(context.WithoutCancel(ctx), name) }()
 	ph.phase("dumping", "CRIU dumps the container's memory and state")
-	if err := a.runc.Checkpoint(ctx, name, ro); err != nil {
+	tmpfs := make(chan error, 1)
+	go func() { tmpfs <- captureTmpfs(ctx, c.Pid, pend.Dir) }()
+	err := a.runc.Checkpoint(ctx, name, ro)
+	terr := <-tmpfs
+	if err != nil {
 		return 0, fmt.Errorf("CRIU could not dump %s: %w%s", name, err, criuLogErrors(filepath.Join(pend.LogsDir(), "dump.log")))
+	}
+	if terr != nil {
+		return 0, terr
 	}
 	ph.phase("writable-layer", "capturing the container's file changes")
 	if err := writeDiff(ctx, e.upperDir(c.Generation), pend.DiffPath()); err != nil {
 		return 0, err
 	}
+	if !opts.LeaveRunning {
+		// The pending SIGKILL ends every process as soon as the cgroup thaws, before any of them runs again.
+		if err := a.runc.Kill(ctx, name, syscall.SIGKILL, true); err != nil {
+			return 0, fmt.Errorf("stopping %s after its dump: %w", name, err)
+		}
+	}
 	return time.Since(start), nil
 }
 
 func writeDiff(ctx context.Context, upper, dest string) error {
+	if err := writeTree(ctx, upper, dest, archive.WriteOptions{}); err != nil {
+		return fmt.Errorf("capturing the writable layer: %w", err)
+	}
+	return nil
+}
+
+// writeTree archives the tree under src into a new file dest.
+func writeTree(ctx context.Context, src, dest string, opts archive.WriteOptions) error {
 	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := archive.Write(ctx, f, upper, archive.WriteOptions{}); err != nil {
+	if _, err := archive.Write(ctx, f, src, opts); err != nil {
 		f.Close()
-		return fmt.Errorf("capturing the writable layer: %w", err)
+		return err
 	}
 	return f.Close()
 }

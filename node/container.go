@@ -97,6 +97,8 @@ func (e *entry) logPath() string         { return filepath.Join(e.dir, "containe
 func (e *entry) exitPath() string        { return filepath.Join(e.dir, "exit.json") }
 func (e *entry) pidPath() string         { return filepath.Join(e.dir, "init.pid") }
 func (e *entry) shimLog() string         { return filepath.Join(e.dir, "shim.log") }
+func (e *entry) criuConf() string        { return filepath.Join(e.dir, "criu.conf") }
+func (e *entry) tmpfsDir() string        { return filepath.Join(e.dir, "restore-tmpfs") } // see runtime.Tmpfs
 func (e *entry) genDir(gen int) string   { return filepath.Join(e.dir, fmt.Sprintf("layer-%d", gen)) }
 func (e *entry) upperDir(gen int) string { return filepath.Join(e.genDir(gen), "upper") }
 func (e *entry) workDir(gen int) string  { return filepath.Join(e.genDir(gen), "work") }

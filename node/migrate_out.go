@@ -74,9 +74,14 @@ func (a *Agent) dumpFrozen(ctx context.Context, e *entry, dir string, opts Migra
 	if err := a.pause(ctx, name); err != nil {
 		return nil, fmt.Errorf("freezing %s: %w", name, err)
 	}
-	// Frozen, the writable layer, the record and the log no longer change: they are gathered while CRIU dumps.
+	// Frozen, the container's own tmpfs, the writable layer, the record and the log no longer change: they are
+	// gathered while CRIU dumps.
 	rest := make(chan error, 1)
 	go func() {
+		if err := captureTmpfs(ctx, c.Pid, dir); err != nil {
+			rest <- err
+			return
+		}
 		if err := writeDiff(ctx, e.upperDir(c.Generation), filepath.Join(dir, checkpoint.DiffFile)); err != nil {
 			rest <- err
 			return

@@ -144,7 +144,16 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	t1 := time.Now()
 	_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = rec, gen, StateRestoring })
 	ph.phase("restoring", "CRIU restores the container")
-	err := a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy != nil, Parked: shim})
+	err := prepareTmpfs(ctx, e, ck.Dir)
+	if err == nil {
+		err = a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy != nil, Parked: shim})
+		// The restored container holds its own references to them (CRIU bound them in).
+		if uerr := runtime.UnmountOwnTmpfs(e.tmpfsDir()); uerr != nil {
+			a.log.Warn("could not unmount a restore's tmpfs", "container", rec.Name, "err", uerr)
+		}
+	} else {
+		shim.Discard()
+	}
 	if err != nil {
 		lp.Stop()
 		_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = old.Config, old.Generation, old.State })

@@ -112,6 +112,7 @@ func (a *Agent) forget(e *entry) {
 	delete(a.containers, name)
 	a.mu.Unlock()
 	_ = runtime.Unmount(e.rootfs())
+	_ = runtime.UnmountOwnTmpfs(e.tmpfsDir())
 	_ = os.RemoveAll(e.dir)
 }
 
@@ -126,9 +127,13 @@ func (a *Agent) start(ctx context.Context, e *entry, sc runtime.ShimConfig) erro
 	if err := runtime.MountOverlay(lower, e.upperDir(c.Generation), e.workDir(c.Generation), e.rootfs()); err != nil {
 		return err
 	}
+	if err := a.writeCriuConfig(e, c.Config.Net); err != nil {
+		_ = runtime.Unmount(e.rootfs())
+		return err
+	}
 	spec := runtime.BuildSpec(runtime.SpecConfig{
 		Hostname: c.Config.Name, RootfsPath: e.rootfs(), Args: c.Config.Args, Env: c.Config.Env, Cwd: c.Config.Cwd,
-		MemoryBytes: c.Config.MemoryBytes, Net: c.Config.Net, CgroupsPath: a.cgroupsPath(c.Config.Name), CriuConfig: a.criuConfig(c.Config.Net),
+		MemoryBytes: c.Config.MemoryBytes, Net: c.Config.Net, CgroupsPath: a.cgroupsPath(c.Config.Name), CriuConfig: e.criuConf(),
 	})
 	if err := runtime.WriteBundle(e.bundle(), spec); err != nil {
 		_ = runtime.Unmount(e.rootfs())

@@ -184,6 +184,9 @@ func TestSnapshots(t *testing.T) {
 	var good api.SnapshotView // a snapshot of chat that later subtests clone
 
 	t.Run("chat log: a load takes memory and files back to the snapshot", func(t *testing.T) {
+		// Files in the container's own tmpfs (/dev, /dev/shm) are part of its state too; the agent carries
+		// them beside CRIU's images.
+		c.must(h1, "exec", "chat", "--", "sh", "-c", "echo at-snapshot > /dev/shm/state && mkdir /dev/own && echo mine > /dev/own/f")
 		good = c.snapshot(h1, "chat")
 		if good.Node != h1 || len(good.Copies) != 1 || good.Copies[0] == h1 {
 			t.Fatalf("snapshot on %s with copies %v, want on %s with one copy elsewhere", good.Node, good.Copies, h1)
@@ -192,7 +195,7 @@ func TestSnapshots(t *testing.T) {
 			t.Fatalf("the copy on %s: %v", good.Copies[0], err)
 		}
 		// The container deletes its lines and counts on.
-		c.must(h1, "exec", "chat", "--", "sh", "-c", ": > /chat.log")
+		c.must(h1, "exec", "chat", "--", "sh", "-c", ": > /chat.log; echo later > /dev/shm/state; rm -r /dev/own")
 		before := c.counterFrom(h1, "chat", 1)
 		c.counterFrom(h1, "chat", len(before)+20)
 		if out := c.must(h1, "exec", "chat", "--", "head", "-1", "/chat.log"); strings.TrimSpace(out) == "line 1" {
@@ -226,6 +229,17 @@ func TestSnapshots(t *testing.T) {
 		}
 		if len(file) < after[0]-1 {
 			t.Fatalf("the file has %d lines, the counter went on from %d", len(file), after[0])
+		}
+		tmpfs := c.must(h1, "exec", "chat", "--", "sh", "-c",
+			"cat /dev/shm/state /dev/own/f; ls -l /dev/null; grep -E ' /dev(/shm)? ' /proc/self/mountinfo")
+		for _, want := range []string{"at-snapshot\nmine\n", "1,   3", " /dev rw,nosuid - tmpfs tmpfs rw,size=65536k,mode=755",
+			" /dev/shm rw,nosuid,nodev,noexec,relatime - tmpfs shm rw,size=65536k"} {
+			if !strings.Contains(tmpfs, want) {
+				t.Fatalf("after the load, /dev and /dev/shm lack %q:\n%s", want, tmpfs)
+			}
+		}
+		if mi, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mi, []byte("restore-tmpfs")) {
+			t.Fatalf("a restore left a tmpfs mounted on the host:\n%s", mi)
 		}
 		t.Logf("counter at %d before the load, %d after it (the snapshot's); the file's %d lines are back", all[drop-1], after[0], len(file))
 	})

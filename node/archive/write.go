@@ -27,6 +27,10 @@ type WriteOptions struct {
 	// prefix. Nil means trusted.overlay.*, user.* and security.capability;
 	// an empty non-nil slice records none.
 	XattrPrefixes []string
+
+	// OneFileSystem keeps the walk on dir's file system: a directory that is the mount point of another
+	// is recorded (as the mounted root's directory) but not entered, as tar's --one-file-system.
+	OneFileSystem bool
 }
 
 // Write writes the tree under dir to w as a tar stream, dir itself first
@@ -53,7 +57,15 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 	if wr.prefixes == nil {
 		wr.prefixes = defaultXattrPrefixes
 	}
-	err = filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+	var rootDev uint64
+	if opts.OneFileSystem {
+		var st unix.Stat_t
+		if err := unix.Lstat(dir, &st); err != nil {
+			return Stats{}, &fs.PathError{Op: "lstat", Path: dir, Err: err}
+		}
+		rootDev = st.Dev
+	}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -64,7 +76,19 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 		if err != nil {
 			return err
 		}
-		return wr.add(p, filepath.ToSlash(rel))
+		if err := wr.add(p, filepath.ToSlash(rel)); err != nil {
+			return err
+		}
+		if opts.OneFileSystem && d.IsDir() && p != dir {
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return &fs.PathError{Op: "lstat", Path: p, Err: err}
+			}
+			if st.Dev != rootDev {
+				return fs.SkipDir
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return wr.stats, err

@@ -1,12 +1,14 @@
 package archive
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -198,5 +200,59 @@ func TestWriteCancelled(t *testing.T) {
 	_, err := Write(ctx, &bytes.Buffer{}, t.TempDir(), WriteOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestWriteOneFileSystem(t *testing.T) {
+	requireRoot(t)
+	src := t.TempDir()
+	if err := os.Chmod(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(src, "shm")
+	for _, d := range []string{sub, filepath.Join(src, "plain")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "plain", "kept"), []byte("k"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "mode=1777"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(sub, "inside"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	names := func(opts WriteOptions) []string {
+		var buf bytes.Buffer
+		if _, err := Write(context.Background(), &buf, src, opts); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		tr := tar.NewReader(&buf)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return got
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%s %o", h.Name, h.Mode))
+		}
+	}
+	tests := []struct {
+		one  bool
+		want string
+	}{
+		{false, "./ 755|plain/ 755|plain/kept 644|shm/ 1777|shm/inside 644"},
+		{true, "./ 755|plain/ 755|plain/kept 644|shm/ 1777"},
+	}
+	for _, tc := range tests {
+		if got := strings.Join(names(WriteOptions{OneFileSystem: tc.one}), "|"); got != tc.want {
+			t.Errorf("OneFileSystem %v: entries %s, want %s", tc.one, got, tc.want)
+		}
 	}
 }

@@ -21,7 +21,14 @@ const (
 	DiffFile     = "rootfs-diff.tar"
 	ImagesDir    = "images"
 	LogsDir      = "logs"
+	// TmpfsDir holds a tar of each of the container's own tmpfs (/dev, /dev/shm) that CRIU's images name as
+	// external mounts, named by key: KEY.tar. A checkpoint made before there was one has none (CRIU's images
+	// hold those tmpfs then).
+	TmpfsDir = "tmpfs"
 )
+
+// TmpfsFile is the tar of the container's tmpfs key in checkpoint directory dir.
+func TmpfsFile(dir, key string) string { return filepath.Join(dir, TmpfsDir, key+".tar") }
 
 // Checkpoint is a finished checkpoint directory.
 type Checkpoint struct {

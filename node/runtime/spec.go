@@ -33,11 +33,14 @@ type SpecConfig struct {
 }
 
 // CRIU dumps the content of every tmpfs in a container with tar and gzip (two processes) and unpacks it the
-// same way on restore: 25-50 ms per tmpfs on each side of a migration's downtime. Two of a container's tmpfs
-// hold nothing: the empty, read-only tmpfs that runc mounts over each masked directory that exists on the
-// host (/proc/acpi, /sys/firmware, ...). CriuConfig marks those as external mounts under the key MaskKey on
-// dump, and binds the node's own empty read-only directory (mounted by the agent) in their place on restore,
-// so they cost nothing on either side and still hide what they hid.
+// same way on restore: 15-50 ms per tmpfs on each side of a migration's downtime. None of a container's tmpfs
+// goes that way:
+//   - two hold nothing: the empty, read-only tmpfs that runc mounts over each masked directory that exists on
+//     the host (/proc/acpi, /sys/firmware, ...). CriuConfig marks those as external mounts under the key
+//     MaskKey on dump, and binds the node's own empty read-only directory (mounted by the agent) in their
+//     place on restore, so they cost nothing on either side and still hide what they hid;
+//   - /dev and /dev/shm (OwnTmpfs) are external mounts too; their files travel beside CRIU's images (see
+//     Tmpfs).
 
 // MaskKey names the masked directories in CRIU's images (external mounts).
 const MaskKey = "ferry-mask"
@@ -46,16 +49,18 @@ const MaskKey = "ferry-mask"
 // already gives CRIU as an external mount).
 var maskedDirs = []string{"/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware"}
 
-// CriuConfig returns the content of the CRIU configuration (see SpecConfig.CriuConfig) for containers on
-// network net, where maskDir is the node's empty read-only directory for masked directories (see above).
-// Both sides read the same file: CRIU uses the lines that name a mount point when it dumps and the line that
-// names the key when it restores, and ignores the others (no mount has such a mount point or key).
+// CriuConfig returns the content of the CRIU configuration (see SpecConfig.CriuConfig) for a container on
+// network net, where maskDir is the node's empty read-only directory for masked directories (see above) and
+// tmpfsDir, if not empty, the directory under which the container's own tmpfs are mounted for a restore (see
+// Tmpfs.Dir); empty, CRIU saves them itself. Both sides read the same file: CRIU uses the lines that name a
+// mount point when it dumps and the lines that name a key when it restores, and ignores the others (no mount
+// has such a mount point or key).
 //
 // A container with its own network namespace (NetNone) holds only loopback, so no packet from outside can
 // arrive while CRIU works, and locking it (iptables rules added in the namespace before the dump and removed
 // after, while the container is frozen) only costs time: its configuration skips the lock. A container on
 // the host's network keeps CRIU's default lock.
-func CriuConfig(net, maskDir string) string {
+func CriuConfig(net, maskDir, tmpfsDir string) string {
 	var b strings.Builder
 	if net != NetHost {
 		b.WriteString("network-lock skip\n")
@@ -64,6 +69,12 @@ func CriuConfig(net, maskDir string) string {
 		fmt.Fprintf(&b, "external mnt[%s]:%s\n", d, MaskKey)
 	}
 	fmt.Fprintf(&b, "external mnt[%s]:%s\n", MaskKey, maskDir)
+	if tmpfsDir != "" {
+		for _, t := range OwnTmpfs {
+			fmt.Fprintf(&b, "external mnt[%s]:%s\n", t.Destination, t.Key)
+			fmt.Fprintf(&b, "external mnt[%s]:%s\n", t.Key, t.Dir(tmpfsDir))
+		}
+	}
 	return b.String()
 }
 
@@ -135,9 +146,9 @@ func resources(memory int64) *specs.LinuxResources {
 func defaultMounts() []specs.Mount {
 	return []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc"},
-		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		OwnTmpfs[0].spec(),
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
-		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		OwnTmpfs[1].spec(),
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 	}
