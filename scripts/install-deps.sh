@@ -6,8 +6,9 @@
 #
 # CRIU: Ferry needs CRIU >= 4.2 (see the project notes: older releases fail on current kernels). If the host's
 # own criu is recent enough and passes `criu check`, it is used. Otherwise a minimal Debian unstable tree holding
-# criu is made with debootstrap under $FERRY_CRIU_TREE, and a wrapper named criu is put on PATH that runs that
-# tree's binary with that tree's loader on the host's own filesystem.
+# criu is made with debootstrap under $FERRY_CRIU_TREE, and a copy of that tree's criu is put on PATH as criu,
+# with the tree's loader and libraries written into it (patchelf), so that it runs on the host's own filesystem
+# and starts as any program (where that fails, a shell wrapper that runs the tree's loader on it).
 #
 # It ends with `criu check` and a tiny dump and restore of a throw-away process, and fails loudly if either fails.
 set -euo pipefail
@@ -16,7 +17,7 @@ CRIU_MIN_MAJOR=4
 CRIU_MIN_MINOR=2
 CRIU_TREE=${FERRY_CRIU_TREE:-/opt/ferry/criu-sid}
 CRIU_WRAPPER=${FERRY_CRIU_WRAPPER:-/usr/local/bin/criu}
-PACKAGES=(runc iptables busybox-static iproute2 debootstrap ca-certificates util-linux procps kmod psmisc)
+PACKAGES=(runc iptables busybox-static iproute2 debootstrap ca-certificates util-linux procps kmod psmisc patchelf)
 
 say() { printf 'install-deps: %s\n' "$*"; }
 die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
@@ -76,9 +77,25 @@ debian_mirror() {
 	return 1
 }
 
+# Puts the tree's criu on PATH as $CRIU_WRAPPER: a copy of the binary whose program interpreter is the tree's
+# loader and whose library path (DT_RPATH, which also serves the libraries' own dependencies) is the tree's.
+# Each CRIU start then costs one program start: a shell wrapper costs a shell and the loader started as a
+# program on top (about 5 ms per start here, and runc starts CRIU twice per checkpoint or restore). The shell
+# wrapper stays as the fallback where patchelf cannot do it.
 write_wrapper() {
-	local tmp
+	local tmp loader tree
 	tmp=$(mktemp "${CRIU_WRAPPER}.XXXXXX")
+	tree=$(readlink -f "$CRIU_TREE")
+	loader=$(readlink -f "$CRIU_TREE/lib64/ld-linux-x86-64.so.2" || true)
+	if command -v patchelf >/dev/null && [ "${loader#"$tree"/}" != "$loader" ] && [ -x "$loader" ] &&
+		cp "$CRIU_TREE/usr/sbin/criu" "$tmp" &&
+		patchelf --set-interpreter "$loader" --force-rpath \
+			--set-rpath "$tree/usr/lib/x86_64-linux-gnu:$tree/lib/x86_64-linux-gnu" "$tmp" 2>/dev/null &&
+		chmod 0755 "$tmp" && criu_works "$tmp"; then
+		mv -f "$tmp" "$CRIU_WRAPPER"
+		return 0
+	fi
+	say "patchelf could not give criu the tree's loader; using a shell wrapper"
 	cat >"$tmp" <<WRAP
 #!/bin/sh
 # criu from a Debian unstable tree made by Ferry's scripts/install-deps.sh (the host's own criu is too old).
@@ -93,6 +110,13 @@ install_criu() {
 	local host_criu
 	host_criu=$(command -v criu || true)
 	if [ -n "$host_criu" ] && criu_works "$host_criu"; then
+		# A shell wrapper an earlier version of this script wrote: replaced by the patched copy.
+		if [ "$host_criu" = "$CRIU_WRAPPER" ] && [ -x "$CRIU_TREE/usr/sbin/criu" ] &&
+			grep -qs "made by Ferry's scripts/install-deps.sh" "$CRIU_WRAPPER"; then
+			write_wrapper
+			hash -r
+			criu_works "$CRIU_WRAPPER" || die "$CRIU_WRAPPER does not work after it was rewritten"
+		fi
 		return 0
 	fi
 	if [ -x "$CRIU_TREE/usr/sbin/criu" ]; then

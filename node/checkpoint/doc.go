@@ -6,6 +6,8 @@
 //	container.json     the container's recorded configuration (image, layers, args, env, limits, network)
 //	rootfs-diff.tar    the writable layer's changes, captured raw from the overlay upper directory
 //	images/            CRIU's images, as `runc checkpoint --image-path` wrote them
+//	tmpfs/KEY.tar      the files of the container's own tmpfs (/dev, /dev/shm) that the images name as external
+//	                   mounts, captured by the agent while the container was frozen (absent in older checkpoints)
 //	logs/              CRIU's dump.log and stats-dump (diagnostics, not covered by the manifest)
 //
 // Nothing in a checkpoint is used before Verify has checked every file against the manifest, and a
