@@ -146,6 +146,7 @@ func (a *Agent) finishCheckpoint(ctx context.Context, e *entry, pend *checkpoint
 	if err := pend.WriteRecord(c.Config); err != nil {
 		return nil, err
 	}
+	a.markLazy(pend.ImagesDir(), c.Config.Name)
 	ph.phase("manifest", "hashing the checkpoint's files")
 	ck, m, err := pend.Finish(ctx)
 	if err != nil {
@@ -173,6 +174,22 @@ func (a *Agent) finishCheckpoint(ctx context.Context, e *entry, pend *checkpoint
 		rep.CRIU = st
 	}
 	return rep, nil
+}
+
+// markLazy gives the processes of the CRIU images in dir that CRIU left without a lazy page (criu.MarkLazy)
+// the flags of every other process, before the checkpoint's manifest is made. A failure only costs speed: a
+// lazy restore of such a process copies all its memory first.
+func (a *Agent) markLazy(dir, container string) {
+	pids, err := criu.MarkLazy(dir)
+	if err != nil {
+		a.log.Warn("could not check which pages CRIU marked lazy; a lazy restore of this checkpoint may copy all of its memory first",
+			"container", container, "err", err)
+		return
+	}
+	if len(pids) > 0 {
+		a.log.Info("CRIU marked no page lazy for processes with a stack pointer on a page boundary; their pagemaps now mark them as CRIU does for others",
+			"container", container, "pids", pids)
+	}
 }
 
 // criuLogErrors returns the last error lines of a CRIU log, to say why it failed.

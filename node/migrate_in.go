@@ -168,6 +168,7 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 	if err := mergeInto(received, in.pend.Dir); err != nil {
 		return fail(fmt.Errorf("assembling the checkpoint: %w", err))
 	}
+	a.markLazy(filepath.Join(in.pend.Dir, checkpoint.ImagesDir), in.Container)
 	var rec ContainerConfig
 	if err := readJSON(filepath.Join(in.pend.Dir, checkpoint.RecordFile), &rec); err != nil || rec.Name != in.Container {
 		return fail(fmt.Errorf("%w: the migrated record is for %q, expected %q (%v)", ErrRejected, rec.Name, in.Container, err))
