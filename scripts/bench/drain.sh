@@ -3,9 +3,12 @@
 # On a fresh three-host dev cluster (scripts/dev-cluster.sh with its own prefix bd, subnet 10.71.0.0/24, bridge
 # bdbr and directory), with the workload `memload -mib 64 -interval 100ms -sum-every 50` (64 MiB each), in one run:
 #   1. Reference: each of the six containers of the --max-parallel 1 drain below, on bd-1 with the other five
-#      running beside it, migrated alone (`ferry migrate --mode stop-copy -o json`) to bd-2 and back
-#      (BENCH_DRAIN_ALONE_RUNS, 2, moves each): its downtime as reported (median) and as the workload saw it (the
-#      biggest gap between its t= stamps).
+#      running beside it, migrated alone (`ferry migrate --mode stop-copy -o json`) off bd-1 as the drain moves
+#      it, to bd-2 and to bd-3 in turn (BENCH_DRAIN_ALONE_RUNS, 2, moves each; after each, a move back to bd-1
+#      that is not counted): its downtime as reported (median) and as the workload saw it (the biggest gap
+#      between its t= stamps).
+#   Each measured move and each drain starts after BENCH_DRAIN_SETTLE (3) seconds without other work, so that
+#   none of them shares the cores with what the one before left running (a lazy restore's background fill).
 #   2. Ferry's drain: six such containers on bd-1, `ferry node drain bd-1 --max-parallel 1 -o json`, then the
 #      same again (fresh containers) with --max-parallel 3: the time of each drain, and each container's
 #      downtime from the drain's report and from its own output.
@@ -118,16 +121,21 @@ print(lost)'
 
 bd_json() { python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
-# bd_alone NAME: the reference: NAME (one of the six on bd-1, the others running beside it) migrated alone to
-# bd-2 and back, BENCH_DRAIN_ALONE_RUNS (2, even) times; sets BD_ALONE_DOWN_OF[NAME] and BD_ALONE_GAP_OF[NAME]
-# (medians) and adds the samples to BD_ALONE_DOWNS and BD_ALONE_GAPS.
+# bd_settle: a pause without other work before a measured move or drain (BENCH_DRAIN_SETTLE seconds).
+bd_settle() { sleep "${BENCH_DRAIN_SETTLE:-3}"; }
+
+# bd_alone NAME: the reference: NAME (one of the six on bd-1, the others running beside it) migrated alone off
+# bd-1, to bd-2 and bd-3 in turn, BENCH_DRAIN_ALONE_RUNS (2) times, each time moved back to bd-1 after (not
+# counted); sets BD_ALONE_DOWN_OF[NAME] and BD_ALONE_GAP_OF[NAME] (medians) and adds the samples to
+# BD_ALONE_DOWNS and BD_ALONE_GAPS.
 bd_alone() {
 	local name=$1 r src dst t0 t1 rep down=() gaps=()
 	bench_log "drain: reference, $name migrated alone (the other five running beside it)"
 	for r in $(seq "${BENCH_DRAIN_ALONE_RUNS:-2}"); do
-		src=${BD_HOSTS[$(((r - 1) % 2))]} dst=${BD_HOSTS[$((r % 2))]}
+		src=${BD_HOSTS[0]} dst=${BD_HOSTS[$((1 + (r - 1) % 2))]}
 		rep=$BENCH_TMP/bd-alone-$r.json
 		bench_wait 20 "$name ticking" bd_ticked "$name" $(($(bd_last_tick "$name") + 10)) || true
+		bd_settle
 		t0=$(bench_now_ms)
 		bd_ferry "${BD_HOSTS[0]}" migrate "$name" "$src" "$dst" --mode stop-copy -o json >"$rep" 2>>"$BENCH_TMP/bd-drain.log" ||
 			{ cat "$rep" >&2; bench_die "ferry migrate $name $src $dst failed"; }
@@ -136,9 +144,12 @@ bd_alone() {
 		down+=("$(bd_json "$rep" 'round(d["downtime"] / 1e6, 1)')")
 		gaps+=("$(bd_ferry "${BD_HOSTS[0]}" logs "$name" | bd_gap "$t0" "$t1")")
 		bench_log "drain: alone $src -> $dst: downtime ${down[-1]} ms, workload gap ${gaps[-1]} ms"
+		bd_ferry "${BD_HOSTS[0]}" migrate "$name" "$dst" "$src" --mode stop-copy -o json >/dev/null 2>>"$BENCH_TMP/bd-drain.log" ||
+			bench_die "ferry migrate $name $dst $src (back) failed"
+		bench_wait 30 "$name going on" bd_ticked "$name" $(($(bd_last_tick "$name") + 5)) >/dev/null || bench_die "$name did not go on"
 	done
 	[ "$(bd_ferry "${BD_HOSTS[0]}" ps -o json | bd_where "$name")" = "${BD_HOSTS[0]}" ] ||
-		bench_die "$name is not back on ${BD_HOSTS[0]} after its reference moves (BENCH_DRAIN_ALONE_RUNS must be even)"
+		bench_die "$name is not back on ${BD_HOSTS[0]} after its reference moves"
 	BD_ALONE_DOWN_OF[$name]=$(bench_stat median "${down[@]}")
 	BD_ALONE_GAP_OF[$name]=$(bench_stat median "${gaps[@]}")
 	BD_ALONE_DOWNS+=("${down[@]}")
@@ -165,6 +176,7 @@ bd_drain() {
 		bench_samples alone_gap_ms ms "${BD_ALONE_GAPS[@]}"
 	fi
 	local cpu0
+	bd_settle
 	cpu0=$(bench_cpu_ticks)
 	t0=$(bench_now_ms)
 	bd_ferry "${BD_HOSTS[1]}" node drain "${BD_HOSTS[0]}" --max-parallel "$p" -o json >"$rep" 2>>"$BENCH_TMP/bd-drain.log" ||
