@@ -71,9 +71,9 @@ func TestMigration(t *testing.T) {
 		c.must(h1, "rm", "np")
 	})
 
-	t.Run("256 MiB of memory, a file, the environment and the limits go with it", func(t *testing.T) {
+	t.Run("256 MiB of memory, files, the environment and the limits go with it", func(t *testing.T) {
 		c.must(h1, "run", "--name", "mem", "--node", h1, "--memory", "512m", "--env", "GREETING=hello from "+h1, "busybox", "--",
-			"sh", "-c", `echo "$GREETING" > /data/greeting; exec /bin/memload -mib 256 -interval 100ms -sum-every 10`)
+			"sh", "-c", `echo "$GREETING" > /data/greeting; echo "$GREETING" > /dev/shm/greeting; exec /bin/memload -mib 256 -interval 100ms -sum-every 10`)
 		before := c.waitUntil(h1, "mem", func(l []string) bool { _, tick := memTicks(t, l); return tick >= 10 })
 		sums, tick := memTicks(t, before)
 		var rep struct {
@@ -91,8 +91,10 @@ func TestMigration(t *testing.T) {
 		}
 		t.Logf("256 MiB workload: downtime %s (reported), %s (gap in its own output), total %s, %d MiB moved",
 			time.Duration(rep.Downtime), biggestGap(after), time.Duration(rep.Total), rep.BytesRaw>>20)
-		if got := strings.TrimSpace(c.must(h2, "exec", "mem", "--", "cat", "/data/greeting")); got != "hello from "+h1 {
-			t.Fatalf("the file written on %s reads %q on %s", h1, got, h2)
+		for _, f := range []string{"/data/greeting", "/dev/shm/greeting"} { // the writable layer, the container's own tmpfs
+			if got := strings.TrimSpace(c.must(h2, "exec", "mem", "--", "cat", f)); got != "hello from "+h1 {
+				t.Fatalf("%s written on %s reads %q on %s", f, h1, got, h2)
+			}
 		}
 		if got := strings.TrimSpace(c.must(h2, "exec", "mem", "--", "sh", "-c", "echo $GREETING")); got != "hello from "+h1 {
 			t.Fatalf("environment on %s: %q", h2, got)
