@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -66,20 +65,7 @@ func TestMarkLazyGivesCRIUsFlags(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	images := t.TempDir()
-	sleepPath, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := exec.Command("unshare", "--pid", "--fork", "--kill-child", "setsid", sleepPath, "600")
-	victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := victim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL); _ = victim.Wait() }()
-	pid, err := waitChild(ctx, victim.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := startVictim(ctx, t)
 	if out, err := exec.CommandContext(ctx, "criu", "dump", "-t", strconv.Itoa(pid), "-D", images, "-o", "dump.log",
 		"--leave-running").CombinedOutput(); err != nil {
 		t.Fatalf("criu dump: %v\n%s", err, out)
