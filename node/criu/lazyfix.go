@@ -2,6 +2,7 @@ package criu
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -275,14 +276,6 @@ func readVMAs(path string) ([]vma, error) {
 		}
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b vma) int {
-		switch {
-		case a.start < b.start:
-			return -1
-		case a.start > b.start:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b vma) int { return cmp.Compare(a.start, b.start) })
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,14 +76,12 @@ func (t Tmpfs) Mount(dir string) error {
 // UnmountOwnTmpfs detaches the tmpfs that OwnTmpfs' Mount put under dir, if any, and removes dir. A restored
 // container keeps its own reference to them.
 func UnmountOwnTmpfs(dir string) error {
-	var errs []string
+	var errs []error
 	for _, t := range OwnTmpfs {
-		if err := Unmount(t.Dir(dir)); err != nil {
-			errs = append(errs, err.Error())
-		}
+		errs = append(errs, Unmount(t.Dir(dir)))
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	return os.RemoveAll(dir)
 }
