@@ -33,6 +33,10 @@ type Config struct {
 	// IncomingTimeout is how long a prepared incoming migration waits for its restore before it is removed.
 	// Zero means IncomingTimeout (10 min).
 	IncomingTimeout time.Duration
+	// LazyHold is how long a lazy restore from local images (a clone, a snapshot's load) has its lazy-pages
+	// daemon serve only the restored container's page faults before it copies the rest of the memory in the
+	// background. Zero means DefaultLazyHold; negative: at once, as CRIU does by itself.
+	LazyHold time.Duration
 	// Logger receives the agent's log. Nil means slog.Default().
 	Logger *slog.Logger
 	// Faults names failures to inject, for tests of the failure paths (empty in real use):
@@ -43,10 +47,14 @@ type Config struct {
 // Fault reports whether the named fault is to be injected.
 func (c *Config) Fault(name string) bool { return slices.Contains(c.Faults, name) }
 
+// DefaultLazyHold is Config.LazyHold's default: a clone's first requests, and the restores of clones started
+// beside it, get the cores before the copying of hundreds of megabytes does.
+const DefaultLazyHold = time.Second
+
 // DefaultConfig returns a Config with the defaults filled in.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
-	return Config{Name: host, DataDir: DefaultDataDir, StopTimeout: 10 * time.Second, IncomingTimeout: IncomingTimeout, Logger: slog.Default()}
+	return Config{Name: host, DataDir: DefaultDataDir, StopTimeout: 10 * time.Second, IncomingTimeout: IncomingTimeout, LazyHold: DefaultLazyHold, Logger: slog.Default()}
 }
 
 var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`) }) // at first use: see images.digestRE
@@ -69,6 +77,9 @@ func (c *Config) Validate() error {
 	if c.IncomingTimeout == 0 {
 		c.IncomingTimeout = def.IncomingTimeout
 	}
+	if c.LazyHold == 0 {
+		c.LazyHold = def.LazyHold
+	}
 	if c.Logger == nil {
 		c.Logger = def.Logger
 	}
@@ -83,6 +94,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IncomingTimeout < 0 {
 		return fmt.Errorf("%w: incoming migration timeout %s is negative", ErrInvalid, c.IncomingTimeout)
+	}
+	if c.LazyHold > time.Minute {
+		return fmt.Errorf("%w: lazy hold %s: at most 1m (the restored container's faults are served one by one meanwhile)", ErrInvalid, c.LazyHold)
 	}
 	return nil
 }

@@ -146,7 +146,17 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	ph.phase("restoring", "CRIU restores the container")
 	err := prepareTmpfs(ctx, e, ck.Dir)
 	if err == nil {
-		err = a.start(ctx, e, runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy != nil, Parked: shim})
+		sc := runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy != nil, Parked: shim}
+		if lp != nil && a.cfg.LazyHold > 0 {
+			// The shim holds the background copy back (criu.LazyRelay).
+			sc.LazyDaemon, err = lp.DetachSocket()
+			sc.LazyHold = a.cfg.LazyHold
+		}
+		if err == nil {
+			err = a.start(ctx, e, sc)
+		} else {
+			shim.Discard()
+		}
 		// The restored container holds its own references to them (CRIU bound them in).
 		if uerr := runtime.UnmountOwnTmpfs(e.tmpfsDir()); uerr != nil {
 			a.log.Warn("could not unmount a restore's tmpfs", "container", rec.Name, "err", uerr)

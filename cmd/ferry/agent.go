@@ -31,6 +31,7 @@ type agentFlags struct {
 	evacuate        bool
 	shutdownTimeout time.Duration
 	failoverDelay   time.Duration
+	lazyHold        time.Duration
 }
 
 func newAgentCmd() *cobra.Command {
@@ -64,6 +65,7 @@ With --dev the agent is a one-node cluster on 127.0.0.1 with its data in a new t
 	fl.BoolVar(&f.evacuate, "evacuate-on-shutdown", false, "on SIGTERM, drain this node (its containers move live to others) before exiting")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", agent.DefaultShutdownTimeout, "with --evacuate-on-shutdown: the longest the evacuation may take")
 	fl.DurationVar(&f.failoverDelay, "failover-delay", 0, fmt.Sprintf("how long a node must be dead before its containers with periodic snapshots are restored elsewhere (default %s, %s with --fast-failover); negative: never", agent.DefaultFailoverDelay, agent.FastFailoverDelay))
+	fl.DurationVar(&f.lazyHold, "lazy-hold", node.DefaultLazyHold, "after a clone's or a snapshot load's lazy restore, how long only its page faults are served before the rest of its memory is copied in (negative: at once)")
 	fl.BoolVar(&f.fast, "fast-failover", false, "shorter raft and gossip timeouts, for hosts sharing one machine")
 	fl.BoolVar(&f.debug, "debug", false, "log at debug level")
 	fl.StringArrayVar(&f.faults, "fault", nil, "inject a failure (tests only): corrupt-pages, break-restore")
@@ -86,7 +88,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg := agent.DefaultConfig()
 	cfg.Logger, cfg.Name, cfg.Join, cfg.Token = log, f.name, f.join, f.token
 	cfg.BootstrapExpect, cfg.ControllerKey, cfg.Fast, cfg.Advertise = f.bootstrapExpect, f.controllerKey, f.fast, f.advertise
-	cfg.Node.Faults = f.faults
+	cfg.Node.Faults, cfg.Node.LazyHold = f.faults, f.lazyHold
 	cfg.Lanes = f.lanes
 	cfg.MemoryLimit = agent.DefaultMemoryLimit
 	cfg.EvacuateOnShutdown, cfg.ShutdownTimeout = f.evacuate, f.shutdownTimeout

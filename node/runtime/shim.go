@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryhq/ferry/node/criu"
 )
 
 // ShimMode says how the shim starts the container.
@@ -44,6 +46,11 @@ type ShimConfig struct {
 	ImagePath string   `json:"image_path"` // restore: CRIU images
 	WorkPath  string   `json:"work_path"`  // restore: CRIU log and stats-restore
 	LazyPages bool     `json:"lazy_pages"` // restore: memory from a running `criu lazy-pages` in WorkPath
+	// LazyDaemon, with LazyPages, is the lazy-pages daemon's socket moved aside (criu.LazyPages.DetachSocket):
+	// the shim relays the restore to it and holds back the background copy of the memory for LazyHold after
+	// the restore (criu.LazyRelay), or until the container exits. Empty: the restore finds the daemon itself.
+	LazyDaemon string        `json:"lazy_daemon,omitempty"`
+	LazyHold   time.Duration `json:"lazy_hold,omitempty"`
 	// Binary is the ferry executable started as `Binary shim` (agent side only; empty: this executable).
 	Binary string `json:"-"`
 	// ShimLog receives the shim's own diagnostics (agent side only).
@@ -177,6 +184,14 @@ func RunShim(cfg ShimConfig) error {
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		return shimFail(ready, err)
+	}
+	var relay *criu.LazyRelay
+	if cfg.Mode == ShimRestore && cfg.LazyPages && cfg.LazyDaemon != "" {
+		if relay, err = criu.ListenLazyRelay(cfg.WorkPath, cfg.LazyDaemon, cfg.LazyHold); err != nil {
+			return shimFail(ready, err)
+		}
+		// After the container's end (or a failed restore) the daemon has nothing to wait for.
+		defer func() { _ = relay.Close() }()
 	}
 	runErr := startWithRunc(cfg, outW, errW)
 	outW.Close()
