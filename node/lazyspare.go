@@ -69,12 +69,19 @@ type lazySpares struct {
 	log  *slog.Logger
 	wg   *sync.WaitGroup
 	ctx  context.Context // the agent's: ends at Close
+	// quiet is how long after a burst of clones of a snapshot ended its spares are started again (zero: at
+	// once). The burst's clones answer their first requests then; spares started meanwhile take the cores
+	// from them (a spare is a CRIU and a shim start-up, 60-100 ms of CPU), and a low nice value does not
+	// hold them back: the kernel shares the CPU between sessions first (autogroups), and every shim and
+	// container runs in a session of its own.
+	quiet time.Duration
 
 	mu     sync.Mutex
 	seq    int
 	ready  map[string][]*spareDaemon // by snapshot ID, oldest first
 	want   map[string]int            // spares to keep per snapshot
 	active map[string]int            // clones of the snapshot starting now
+	bursts map[string]int            // by snapshot ID: counts the bursts of clones, for refillLater
 	closed bool
 	// One spare starts at a time, and none while a clone starts unless that clone waits for it: CRIU's
 	// start-up (through the launcher's mount namespace) contends with a restore for the kernel's mount
@@ -164,7 +171,7 @@ const sparePidFile = "spare.pid"
 // newLazySpares keeps spares in dir. park, if not nil, parks a shim for each spare.
 func newLazySpares(ctx context.Context, dir string, crx criu.Exec, park func() (*runtime.ParkedShim, error), log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
 	s := &lazySpares{dir: dir, crx: crx, park: park, log: log, wg: wg, ctx: ctx,
-		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}}
+		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}, bursts: map[string]int{}}
 	s.turn = sync.NewCond(&s.mu)
 	context.AfterFunc(ctx, s.wake)
 	s.reapLeftovers()
@@ -246,10 +253,14 @@ func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 			s.mu.Lock()
 			s.active[ck.ID]--
 			idle := s.active[ck.ID] == 0
+			if idle {
+				s.bursts[ck.ID]++
+			}
+			burst := s.bursts[ck.ID]
 			s.turn.Broadcast()
 			s.mu.Unlock()
 			if idle {
-				s.refill(ck)
+				s.refillLater(ck, burst)
 			}
 		})
 	}
@@ -297,6 +308,23 @@ func (s *lazySpares) take(ctx context.Context, id, work string) (*criu.LazyPages
 		_ = os.MkdirAll(work, 0o700)
 		return nil, nil
 	}
+}
+
+// refillLater refills ck's spares once s.quiet has passed since the burst of clones numbered burst ended,
+// unless another one began meanwhile (its end refills then).
+func (s *lazySpares) refillLater(ck *checkpoint.Checkpoint, burst int) {
+	if s.quiet <= 0 {
+		s.refill(ck)
+		return
+	}
+	time.AfterFunc(s.quiet, func() {
+		s.mu.Lock()
+		still := s.active[ck.ID] == 0 && s.bursts[ck.ID] == burst
+		s.mu.Unlock()
+		if still {
+			s.refill(ck)
+		}
+	})
 }
 
 // refill starts spares for ck in the background until the snapshot has as many as it should.
@@ -365,8 +393,8 @@ func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.L
 }
 
 // parkShim parks a shim for a spare, or returns nil. With low, the shim starts at the lowest priority, as a
-// refilled spare's daemon does (it is started from a thread at that priority, so that all its threads have it);
-// take gives it the normal one back, and so does the shim itself when it gets its container. A spare started
+// refilled spare's daemon does (it is started from a thread at that priority, so that all its threads have it,
+// and its session is lowered too: runtime.ParkedShim.LowerSession); take gives it the normal one back, and so does the shim itself when it gets its container. A spare started
 // during a snapshot's copy has its shim at the normal priority, as its daemon: the copy keeps the cores busy
 // and the clone comes right after it.
 func (s *lazySpares) parkShim(low bool) *runtime.ParkedShim {
@@ -377,6 +405,9 @@ func (s *lazySpares) parkShim(low bool) *runtime.ParkedShim {
 	var err error
 	if low {
 		inBackground(func() { shim, err = s.park() })
+		if err == nil {
+			shim.LowerSession(spareNice)
+		}
 	} else {
 		shim, err = s.park()
 	}
@@ -409,6 +440,7 @@ func (s *lazySpares) drop(id string) {
 	q := s.ready[id]
 	delete(s.ready, id)
 	delete(s.want, id)
+	delete(s.bursts, id)
 	s.mu.Unlock()
 	for _, sp := range q {
 		go func() { <-sp.done; sp.stop() }()

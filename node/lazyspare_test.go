@@ -92,6 +92,25 @@ func niceOf(t *testing.T, pid int) int {
 	return n
 }
 
+// autogroupNice reads the nice value of a process's session's autogroup ("/autogroup-N nice X"); ok is
+// false where the kernel has no autogroups.
+func autogroupNice(t *testing.T, pid int) (int, bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/autogroup")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		t.Fatalf("/proc/%d/autogroup: %q", pid, b)
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, true
+}
+
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -121,6 +140,13 @@ func TestLazySpares(t *testing.T) {
 				t.Fatalf("a spare runs at nice %d, want %d", n, spareNice)
 			}
 		}
+		s.mu.Lock()
+		for _, sp := range s.ready[ck.ID] {
+			if n, ok := autogroupNice(t, sp.shim.Pid()); ok && n != spareNice {
+				t.Errorf("a spare's parked shim's session runs at nice %d, want %d", n, spareNice)
+			}
+		}
+		s.mu.Unlock()
 		start, end := s.begin(ck)
 		work := filepath.Join(t.TempDir(), "restore-work")
 		if err := os.MkdirAll(work, 0o700); err != nil {
@@ -135,6 +161,9 @@ func TestLazySpares(t *testing.T) {
 		}
 		if n := niceOf(t, shim.Pid()); n != 0 {
 			t.Fatalf("the parked shim handed over runs at nice %d, want 0 (runc and its container inherit it)", n)
+		}
+		if n, ok := autogroupNice(t, shim.Pid()); ok && n != 0 {
+			t.Fatalf("the parked shim handed over has its session at nice %d, want 0", n)
 		}
 		shim.Discard()
 		taken := ""
@@ -228,6 +257,45 @@ func TestLazySpares(t *testing.T) {
 		}
 		ends[2]()
 		spareDirs(t, dir, 3)
+	})
+
+	t.Run("spares start again only after a quiet time; a burst within it starts the wait anew", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		s.quiet = 400 * time.Millisecond
+		clone := func(name string) func() {
+			start, end := s.begin(ck)
+			work := filepath.Join(t.TempDir(), name)
+			if err := os.MkdirAll(work, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			lp, _, err := start(ctx, work)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(lp.Stop)
+			return end
+		}
+		clone("a")()
+		time.Sleep(250 * time.Millisecond)
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("%d spares started within the quiet time", len(ents))
+		}
+		end := clone("b") // a new burst before the first one's quiet time is over
+		time.Sleep(250 * time.Millisecond)
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("%d spares started while a clone was starting", len(ents))
+		}
+		end()
+		began := time.Now()
+		time.Sleep(250 * time.Millisecond)
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("%d spares started within the second burst's quiet time", len(ents))
+		}
+		spareDirs(t, dir, 1)
+		if since := time.Since(began); since < s.quiet {
+			t.Fatalf("a spare was ready %s after the burst, within the quiet time %s", since, s.quiet)
+		}
 	})
 
 	t.Run("removing the snapshot stops its spares", func(t *testing.T) {

@@ -81,8 +81,23 @@ func (p *ParkedShim) Boost() {
 	normalPriority(p.cmd.Process.Pid)
 }
 
-// normalPriority sets every thread of process pid to nice 0 (nice is per thread).
+// LowerSession sets the nice value of the parked shim's session. The kernel's automatic grouping (autogroups,
+// on by default) shares the CPU between sessions first and orders threads by their nice values only within
+// one; a shim runs in a session of its own, so a low nice value of its threads alone would not hold it back
+// from anything outside it. Boost (and the shim, when it gets its container) sets it back to 0.
+func (p *ParkedShim) LowerSession(nice int) {
+	setSessionNice(p.cmd.Process.Pid, nice)
+}
+
+// setSessionNice sets the nice value of pid's autogroup; without autogroups there is nothing to set.
+func setSessionNice(pid, nice int) {
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/autogroup", pid), []byte(strconv.Itoa(nice)), 0)
+}
+
+// normalPriority sets every thread of process pid, and its session's autogroup, to nice 0 (nice is per
+// thread).
 func normalPriority(pid int) {
+	setSessionNice(pid, 0)
 	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	for _, e := range ents {
 		if tid, err := strconv.Atoi(e.Name()); err == nil {
