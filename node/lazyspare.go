@@ -82,6 +82,7 @@ type lazySpares struct {
 	want   map[string]int            // spares to keep per snapshot
 	active map[string]int            // clones of the snapshot starting now
 	bursts map[string]int            // by snapshot ID: counts the bursts of clones, for refillLater
+	used   map[string]time.Time      // by snapshot ID: when spares were last asked for (evictFor)
 	closed bool
 	// One spare starts at a time, and none while a clone starts unless that clone waits for it: CRIU's
 	// start-up (through the launcher's mount namespace) contends with a restore for the kernel's mount
@@ -171,7 +172,7 @@ const sparePidFile = "spare.pid"
 // newLazySpares keeps spares in dir. park, if not nil, parks a shim for each spare.
 func newLazySpares(ctx context.Context, dir string, crx criu.Exec, park func() (*runtime.ParkedShim, error), log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
 	s := &lazySpares{dir: dir, crx: crx, park: park, log: log, wg: wg, ctx: ctx,
-		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}, bursts: map[string]int{}}
+		ready: map[string][]*spareDaemon{}, want: map[string]int{}, active: map[string]int{}, bursts: map[string]int{}, used: map[string]time.Time{}}
 	s.turn = sync.NewCond(&s.mu)
 	context.AfterFunc(ctx, s.wake)
 	s.reapLeftovers()
@@ -200,6 +201,19 @@ func (s *lazySpares) prepare(ck *checkpoint.Checkpoint) {
 	s.want[ck.ID] = max(s.want[ck.ID], templateSpares)
 	s.mu.Unlock()
 	s.refill(ck)
+}
+
+// prepareLater is prepare for a template whose first clones start right now (a copy that arrived for them):
+// its spares start once those clones' burst is over and s.quiet has passed (refillLater), not beside them.
+func (s *lazySpares) prepareLater(ck *checkpoint.Checkpoint) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.want[ck.ID] = max(s.want[ck.ID], templateSpares)
+	burst := s.bursts[ck.ID]
+	s.mu.Unlock()
+	s.refillLater(ck, burst)
 }
 
 // awaitSpare waits until the oldest spare of snapshot id listens or failed (at once if there is none), or ctx
@@ -354,14 +368,22 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 	})
 }
 
-// addSpares adds spares for snapshot id until it has n (at most maxSpareDaemons on the node) and runs start
-// for each new one in the background. Holds s.mu.
+// addSpares adds spares for snapshot id until it has n and runs start for each new one in the background.
+// The node keeps at most maxSpareDaemons: beyond, spares of the snapshots cloned longest ago make room (the
+// spares of a snapshot no longer cloned must not keep the next one from having any). Holds s.mu.
 func (s *lazySpares) addSpares(id string, n int, start func(sp *spareDaemon)) {
 	total := 0
 	for _, q := range s.ready {
 		total += len(q)
 	}
-	for k := len(s.ready[id]); k < n && total < maxSpareDaemons; k++ {
+	s.used[id] = time.Now()
+	for k := len(s.ready[id]); k < n; k++ {
+		if total >= maxSpareDaemons {
+			if !s.evictFor(id) {
+				break
+			}
+			total--
+		}
 		s.seq++
 		sp := &spareDaemon{work: filepath.Join(s.dir, fmt.Sprintf("%s-%d", id, s.seq)), done: make(chan struct{})}
 		s.ready[id] = append(s.ready[id], sp)
@@ -372,6 +394,29 @@ func (s *lazySpares) addSpares(id string, n int, start func(sp *spareDaemon)) {
 			start(sp)
 		}()
 	}
+}
+
+// evictFor stops a spare of the snapshot least recently cloned (or readied) other than id, which has none of
+// its clones starting, to make room for one of id's; false if there is none. Holds s.mu.
+func (s *lazySpares) evictFor(id string) bool {
+	victim := ""
+	for other, q := range s.ready {
+		if other == id || len(q) == 0 || s.active[other] > 0 {
+			continue
+		}
+		if victim == "" || s.used[other].Before(s.used[victim]) {
+			victim = other
+		}
+	}
+	if victim == "" {
+		return false
+	}
+	q := s.ready[victim]
+	sp := q[len(q)-1]
+	s.ready[victim] = q[:len(q)-1]
+	s.log.Debug("stopping a spare lazy-pages daemon for another snapshot's", "snapshot", victim, "for", id)
+	go func() { <-sp.done; sp.stop() }()
+	return true
 }
 
 // launch starts sp's daemon and waits until it listens.
@@ -441,6 +486,7 @@ func (s *lazySpares) drop(id string) {
 	delete(s.ready, id)
 	delete(s.want, id)
 	delete(s.bursts, id)
+	delete(s.used, id)
 	s.mu.Unlock()
 	for _, sp := range q {
 		go func() { <-sp.done; sp.stop() }()

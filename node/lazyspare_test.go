@@ -298,6 +298,22 @@ func TestLazySpares(t *testing.T) {
 		}
 	})
 
+	t.Run("spares of the snapshot cloned longest ago make room for another's", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		s, _, _ := newTestSpares(t, dir, bin)
+		old := &checkpoint.Checkpoint{ID: checkpoint.NewID(time.Now().Add(-time.Hour)), Dir: t.TempDir()}
+		s.prepare(old)
+		spareDirs(t, dir, templateSpares)
+		s.prepare(ck)
+		perSnapshot := map[string]int{}
+		for name := range spareDirs(t, dir, maxSpareDaemons) {
+			perSnapshot[name[:strings.LastIndexByte(name, '-')]]++
+		}
+		if perSnapshot[ck.ID] != templateSpares || perSnapshot[old.ID] != maxSpareDaemons-templateSpares {
+			t.Fatalf("spares per snapshot: %v, want %d of %s (the new one) and %d of the other", perSnapshot, templateSpares, ck.ID, maxSpareDaemons-templateSpares)
+		}
+	})
+
 	t.Run("removing the snapshot stops its spares", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, _, _ := newTestSpares(t, dir, bin)

@@ -343,7 +343,7 @@ func (a *Agent) endForLoad(ctx context.Context, e *entry) error {
 
 // ExpectSnapshot readies this node for the clones of snapshot id while a copy of it is on its way here: the
 // lazy-pages daemons of the n clones that start right after the copy start during it (lazySpares.expect), and
-// a template keeps spares once it is here (as on the node that took it). Call the returned function once the
+// a template keeps spares once it is here (as on the node that took it), started after those clones. Call the returned function once the
 // copy was accepted (true) or not.
 func (a *Agent) ExpectSnapshot(id string, n int, template bool) func(accepted bool) {
 	if !a.lazyOK() || a.HasSnapshot(id) || (n <= 0 && !template) {
@@ -356,7 +356,11 @@ func (a *Agent) ExpectSnapshot(id string, n int, template bool) func(accepted bo
 			ck, _ = a.OpenSnapshot(id)
 		}
 		arrived(ck)
-		if ck != nil && template {
+		switch {
+		case ck == nil || !template:
+		case n > 0:
+			a.spares.prepareLater(ck) // not beside the clones the copy came for
+		default:
 			a.spares.prepare(ck)
 		}
 	}
