@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -141,6 +142,10 @@ func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir st
 	}
 	st, err := stream.SendParallel(ctx, ws, dir, m, opts)
 	if err != nil {
+		// A receiver that refused the stream before its end stopped reading; its verdict says why.
+		if ack, verr := readVerdict(conns[0], 2*time.Second); verr == nil && !ack.OK {
+			return st, fmt.Errorf("the receiver at %s refused the stream: %s", addr, ack.Error)
+		}
 		return st, err
 	}
 	for _, c := range conns {
@@ -148,20 +153,28 @@ func (a *Agent) sendDir(ctx context.Context, addr string, h streamHeader, dir st
 			_ = cw.CloseWrite()
 		}
 	}
-	conn := conns[0]
-	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
-	line, err := bufio.NewReader(io.LimitReader(conn, 64<<10)).ReadBytes('\n')
+	ack, err := readVerdict(conns[0], 2*time.Minute)
 	if err != nil {
 		return st, fmt.Errorf("no verdict from the receiver at %s: %w", addr, err)
-	}
-	var ack streamAck
-	if err := json.Unmarshal(line, &ack); err != nil {
-		return st, fmt.Errorf("bad verdict from the receiver at %s: %w", addr, err)
 	}
 	if !ack.OK {
 		return st, fmt.Errorf("the receiver at %s refused the stream: %s", addr, ack.Error)
 	}
 	return st, nil
+}
+
+// readVerdict reads the receiver's verdict on a stream from its lane 0, waiting at most wait.
+func readVerdict(conn net.Conn, wait time.Duration) (streamAck, error) {
+	var ack streamAck
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	line, err := bufio.NewReader(io.LimitReader(conn, 64<<10)).ReadBytes('\n')
+	if err != nil {
+		return ack, err
+	}
+	if err := json.Unmarshal(line, &ack); err != nil {
+		return ack, fmt.Errorf("a bad verdict: %w", err)
+	}
+	return ack, nil
 }
 
 // serveStream receives a directory stream (one call per lane), checks it, hands it on by kind and sends
@@ -234,6 +247,9 @@ func (a *Agent) receive(ctx context.Context, r []io.Reader, h streamHeader) (st 
 		}
 		return st, "", err
 	case streamSnapshot:
+		if a.fault("refuse-snapshot-copies") {
+			return stream.Stats{}, "", errors.New("this node refuses copies of snapshots (injected fault)")
+		}
 		arrived := a.node.ExpectSnapshot(h.ID, h.Clones, h.Template)
 		st, err := a.receiveSnapshot(ctx, r, h.ID, base, opts)
 		arrived(err == nil)
