@@ -35,6 +35,7 @@ type Agent struct {
 	containers map[string]*entry
 	incoming   incomingSet
 	verified   verifiedSet // snapshots checked against their manifests
+	arrived    arrivals    // wakes AwaitSnapshot at each accepted copy
 	spares     *lazySpares // lazy-pages daemons started ahead of clones
 
 	ctx    context.Context // ends at Close: stops the watchers

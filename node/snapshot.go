@@ -227,6 +227,7 @@ func (a *Agent) AcceptSnapshot(ctx context.Context, id, dir string, received map
 		return fmt.Errorf("moving the copy of snapshot %s into place: %w", id, err)
 	}
 	a.verified.set(id, true)
+	a.arrived.signal()
 	a.log.Info("snapshot copy accepted", "id", id)
 	return nil
 }

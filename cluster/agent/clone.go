@@ -24,7 +24,8 @@ func (a *Agent) cloneCmd(w http.ResponseWriter, r *http.Request) {
 }
 
 // clone starts req.Count new containers from one snapshot: the snapshot is sent once to each node that needs
-// it (with its image) and kept there as a cached copy, then every clone is restored at once on its node.
+// it (with its image) and kept there as a cached copy; each node restores its clones, all at once, as soon as
+// it holds the snapshot.
 func (a *Agent) clone(ctx context.Context, req api.CloneRequest, progress func(string, string)) (*api.CloneResult, error) {
 	start := time.Now()
 	if req.Count == 0 {
@@ -52,14 +53,17 @@ func (a *Agent) clone(ctx context.Context, req api.CloneRequest, progress func(s
 		return nil, err
 	}
 	res := &api.CloneResult{Snapshot: sn.ID, Source: sn.Container}
-	if err := a.spreadSnapshot(ctx, sn, targets, res, progress); err != nil {
-		return nil, err
-	}
 	prefix := req.NamePrefix
 	if prefix == "" {
 		prefix = sn.Container + "-clone"
 	}
 	names := a.freeNames(prefix, len(targets))
+	// The snapshot goes to each node that lacks it while that node's clones are placed and asked for: the
+	// node starts them the moment its copy is in (node.Agent.AwaitSnapshot), not after another round trip.
+	copies, err := a.spreadSnapshot(ctx, sn, targets, progress)
+	if err != nil {
+		return nil, err
+	}
 	progress("starting", fmt.Sprintf("%d clone(s) of snapshot %s", len(names), sn.ID))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -67,7 +71,17 @@ func (a *Agent) clone(ctx context.Context, req api.CloneRequest, progress func(s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep, err := a.startClone(ctx, sn, name, targets[i])
+			cctx, await := ctx, false
+			cp := copies.to(targets[i])
+			if cp != nil {
+				cctx, await = cp.ctx, true
+			}
+			rep, err := a.startClone(cctx, sn, name, targets[i], await)
+			if err != nil && cp != nil {
+				if cerr := cp.wait(); cerr != nil {
+					err = cerr // the copy failed: that is why
+				}
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -79,6 +93,7 @@ func (a *Agent) clone(ctx context.Context, req api.CloneRequest, progress func(s
 		}()
 	}
 	wg.Wait()
+	copies.finish(res)
 	slices.SortFunc(res.Clones, func(x, y *node.CloneReport) int {
 		if x.Container < y.Container {
 			return -1
@@ -163,8 +178,53 @@ func (a *Agent) eligible(st *cluster.State, name string) bool {
 	return ok && n.Status == cluster.StatusAlive && n.Eligible && !n.Maintenance
 }
 
-// spreadSnapshot sends the snapshot, once, to every target that lacks it, in parallel.
-func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, targets []string, res *api.CloneResult, progress func(string, string)) error {
+// snapshotCopy is one node's copy of a snapshot on its way (spreadSnapshot): ctx ends when it failed, so that
+// the clones waiting for it on that node give up.
+type snapshotCopy struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+	at     time.Time // when it was over
+}
+
+// wait returns the copy's outcome once it is over.
+func (c *snapshotCopy) wait() error {
+	<-c.done
+	return c.err
+}
+
+// snapshotCopies are the copies one clone command sends, by target node.
+type snapshotCopies struct {
+	start time.Time
+	by    map[string]*snapshotCopy
+	order []string
+}
+
+// to returns the copy on its way to node, or nil if that node holds the snapshot.
+func (cs *snapshotCopies) to(node string) *snapshotCopy { return cs.by[node] }
+
+// finish waits for every copy and records the ones that arrived, and how long sending took, in res.
+func (cs *snapshotCopies) finish(res *api.CloneResult) {
+	var last time.Time
+	for _, t := range cs.order {
+		c := cs.by[t]
+		if c.wait() == nil {
+			res.CopiedTo = append(res.CopiedTo, t)
+			if c.at.After(last) {
+				last = c.at
+			}
+		}
+		c.cancel()
+	}
+	if !last.IsZero() {
+		res.CopyTook = last.Sub(cs.start)
+	}
+}
+
+// spreadSnapshot starts sending the snapshot, once, to every target that lacks it, in parallel, and returns
+// at once; an error only when no node can send it.
+func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, targets []string, progress func(string, string)) (*snapshotCopies, error) {
 	st := a.store.State()
 	from := ""
 	for _, h := range sn.Holders() {
@@ -173,37 +233,33 @@ func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, target
 			break
 		}
 	}
-	var need []string
+	cs := &snapshotCopies{start: time.Now(), by: map[string]*snapshotCopy{}}
 	for _, t := range targets {
-		if !slices.Contains(sn.Holders(), t) && !slices.Contains(need, t) {
-			need = append(need, t)
+		if !slices.Contains(sn.Holders(), t) && !slices.Contains(cs.order, t) {
+			cs.order = append(cs.order, t)
 		}
 	}
-	if len(need) == 0 {
-		return nil
+	if len(cs.order) == 0 {
+		return cs, nil
 	}
 	if from == "" {
-		return fmt.Errorf("%w: no alive node holds snapshot %s (it is on %v)", node.ErrState, sn.ID, sn.Holders())
+		return nil, fmt.Errorf("%w: no alive node holds snapshot %s (it is on %v)", node.ErrState, sn.ID, sn.Holders())
 	}
-	start := time.Now()
-	errs := make([]error, len(need))
-	var wg sync.WaitGroup
-	for i, t := range need {
-		wg.Add(1)
+	for _, t := range cs.order {
+		c := &snapshotCopy{done: make(chan struct{})}
+		c.ctx, c.cancel = context.WithCancel(ctx)
+		cs.by[t] = c
 		go func() {
-			defer wg.Done()
+			defer close(c.done)
 			progress("copying", fmt.Sprintf("sending snapshot %s from %s to %s", sn.ID, from, t))
-			errs[i] = a.copySnapshot(ctx, sn.ID, from, t, sn.Image, copyUse{Clones: countOf(targets, t), Template: sn.Template != ""})
+			if err := a.copySnapshot(ctx, sn.ID, from, t, sn.Image, copyUse{Clones: countOf(targets, t), Template: sn.Template != ""}); err != nil {
+				c.err = fmt.Errorf("sending snapshot %s to %s: %w", sn.ID, t, err)
+				c.cancel()
+			}
+			c.at = time.Now()
 		}()
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return fmt.Errorf("sending snapshot %s to %s: %w", sn.ID, need[i], err)
-		}
-	}
-	res.CopiedTo, res.CopyTook = need, time.Since(start)
-	return nil
+	return cs, nil
 }
 
 // countOf counts the elements of s equal to v.
@@ -232,14 +288,15 @@ func (a *Agent) freeNames(prefix string, n int) []string {
 
 // startClone reserves the clone's name and placement in raft, then has the node start it; on failure the
 // placement is removed again.
-func (a *Agent) startClone(ctx context.Context, sn *cluster.Snapshot, name, target string) (*node.CloneReport, error) {
+// With await, the snapshot's copy is still on its way to target, which starts the clone once it is in.
+func (a *Agent) startClone(ctx context.Context, sn *cluster.Snapshot, name, target string, await bool) (*node.CloneReport, error) {
 	c := cluster.Container{Name: name, Node: target, Image: sn.Image, Desired: cluster.DesiredRunning, Config: sn.Config.Clone()}
 	c.Config.SnapshotEvery, c.Config.Keep = 0, 0
 	if _, err := a.store.Apply(ctx, &cluster.PlaceContainer{Container: c}); err != nil {
 		return nil, clusterError(err)
 	}
 	var rep node.CloneReport
-	if err := a.callAgent(ctx, target, "POST", "/v1/internal/snapshots/"+sn.ID+"/clone", cloneHereRequest{Name: name}, &rep); err != nil {
+	if err := a.callAgent(ctx, target, "POST", "/v1/internal/snapshots/"+sn.ID+"/clone", cloneHereRequest{Name: name, Await: await}, &rep); err != nil {
 		if _, rerr := a.store.Apply(context.WithoutCancel(ctx), &cluster.RemoveContainer{Name: name}); rerr != nil {
 			a.log.Warn("removing a failed clone's placement", "container", name, "err", rerr)
 		}

@@ -31,6 +31,8 @@ type loadRequest struct {
 
 type cloneHereRequest struct {
 	Name string `json:"name"`
+	// Await: the snapshot's copy is on its way here; start the clone once it is in (until the caller gives up).
+	Await bool `json:"await,omitempty"`
 }
 
 type haveResponse struct {
@@ -90,6 +92,12 @@ func (a *Agent) cloneHere(w http.ResponseWriter, r *http.Request) {
 	if err := decode(r, &req); err != nil {
 		answer(w, nil, err)
 		return
+	}
+	if req.Await {
+		if err := a.node.AwaitSnapshot(r.Context(), r.PathValue("id")); err != nil {
+			answer(w, nil, err)
+			return
+		}
 	}
 	rep, err := a.node.Clone(context.WithoutCancel(r.Context()), r.PathValue("id"), req.Name, nil)
 	answer(w, rep, err)

@@ -320,6 +320,41 @@ func TestSnapshots(t *testing.T) {
 		}
 	})
 
+	t.Run("a clone on a node whose copy of the snapshot fails is not left placed", func(t *testing.T) {
+		fresh := c.snapshot(h1, "chat", "--copies", "0")
+		c.restartAgent(h3, "--fault", "refuse-snapshot-copies")
+		faulty := true
+		defer func() {
+			if faulty {
+				c.restartAgent(h3) // the later steps need it whole
+			}
+		}()
+		r := c.on(h1, "clone", "--snapshot", fresh.ID, "--node", h3, "--name-prefix", "refused")
+		refused(t, r, "clone to a node that refuses the copy", "sending snapshot "+fresh.ID+" to "+h3, "refuses copies")
+		c.eventually("the refused clone's placement removed", 10*time.Second, func() bool {
+			for _, ct := range c.containers(h1) {
+				if strings.HasPrefix(ct.Container.Config.Name, "refused") {
+					return false
+				}
+			}
+			return true
+		})
+		for _, s := range c.snapshots(h1, "chat") {
+			if s.ID == fresh.ID && slices.Contains(s.Copies, h3) {
+				t.Fatalf("the refused copy is recorded on %s: %+v", h3, s)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(c.dir, h3, "snapshots", fresh.ID)); !os.IsNotExist(err) {
+			t.Fatalf("%s holds the refused copy: %v", h3, err)
+		}
+		c.restartAgent(h3)
+		faulty = false
+		res := c.clone(h1, "--snapshot", fresh.ID, "--node", h3, "--name-prefix", "accepted")
+		c.checkClones(h1, res, 1, []string{h3})
+		c.must(h1, "rm", "--force", res.Clones[0].Container)
+		c.must(h1, "snapshot", "rm", "chat", fresh.ID)
+	})
+
 	t.Run("a template's clones work after the source container is removed", func(t *testing.T) {
 		out := c.must(h1, "template", "create", "chatter", "--from", "chat")
 		if !strings.Contains(out, "template chatter") {
