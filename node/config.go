@@ -33,9 +33,11 @@ type Config struct {
 	// IncomingTimeout is how long a prepared incoming migration waits for its restore before it is removed.
 	// Zero means IncomingTimeout (10 min).
 	IncomingTimeout time.Duration
-	// LazyHold is how long a lazy restore from local images (a clone, a snapshot's load) has its lazy-pages
-	// daemon serve only the restored container's page faults before it copies the rest of the memory in the
-	// background. Zero means DefaultLazyHold; negative: at once, as CRIU does by itself.
+	// LazyHold is how long a lazy restore from local images (a clone, a snapshot's load, a migrated
+	// container) has its lazy-pages daemon serve only the restored container's page faults before it copies
+	// the rest of the memory in the background. It is also how long after a burst of clones the node waits
+	// before it starts spares for the next. Zero means DefaultLazyHold; negative: at once, as CRIU does by
+	// itself.
 	LazyHold time.Duration
 	// Logger receives the agent's log. Nil means slog.Default().
 	Logger *slog.Logger
