@@ -21,6 +21,10 @@ type CloneReport struct {
 	CRIU      *criu.RestoreStats `json:"criu,omitempty"`
 }
 
+// lazyHold is how long a container started from a snapshot (a clone, a load) has its lazy-pages daemon serve
+// only its faults (Config.LazyHold; 0 when negative).
+func (a *Agent) lazyHold() time.Duration { return max(a.cfg.LazyHold, 0) }
+
 // Clone starts a new container named name from snapshot id: the snapshot's memory, writable layer and
 // recorded configuration, with its own runc container, bundle, writable layer (unpacked from the snapshot's),
 // cgroup, PID namespace and log. When the node's CRIU has userfaultfd, the clone starts at once and its memory
@@ -71,7 +75,7 @@ func (a *Agent) Clone(ctx context.Context, id, name string, progress ProgressFun
 		start, end = a.spares.begin(ck)
 		defer end()
 	}
-	pid, err := a.restoreFrom(ctx, e, ck, rec, start, nil, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, start, nil, a.lazyHold(), ph)
 	if err != nil {
 		a.forget(e)
 		return nil, err

@@ -33,9 +33,9 @@ type Config struct {
 	// IncomingTimeout is how long a prepared incoming migration waits for its restore before it is removed.
 	// Zero means IncomingTimeout (10 min).
 	IncomingTimeout time.Duration
-	// LazyHold is how long a lazy restore from local images (a clone, a snapshot's load, a migrated
-	// container) has its lazy-pages daemon serve only the restored container's page faults before it copies
-	// the rest of the memory in the background. It is also how long after a burst of clones the node waits
+	// LazyHold is how long a container started lazily from a snapshot (a clone, a load) has its lazy-pages
+	// daemon serve only its page faults before it copies the rest of the memory in the background (not a
+	// migrated container: in a drain the next one's downtime would get that copy). It is also how long after a burst of clones the node waits
 	// before it starts spares for the next. Zero means DefaultLazyHold; negative: at once, as CRIU does by
 	// itself.
 	LazyHold time.Duration

@@ -268,7 +268,9 @@ func (a *Agent) restoreMigrated(ctx context.Context, ck *checkpoint.Checkpoint, 
 	}
 	_ = e.update(func(c *Container) { c.State = StateCheckpointed; c.Checkpoint = ck.ID })
 	ph := newPhaser(progress)
-	pid, err := a.restoreFrom(ctx, e, ck, rec, lazy, shim, ph)
+	// No hold: in a drain the next container's dump comes about a second later, and the copy of this one's
+	// memory (tens of milliseconds of CPU for most) should be over by then, not start in its downtime.
+	pid, err := a.restoreFrom(ctx, e, ck, rec, lazy, shim, 0, ph)
 	if err != nil {
 		a.forget(e)
 		return nil, err

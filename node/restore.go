@@ -60,7 +60,7 @@ func (a *Agent) Restore(ctx context.Context, name string, opts RestoreOptions, p
 	if rec.Name != name {
 		return nil, fmt.Errorf("%w: checkpoint %s belongs to container %q, not %q", ErrInvalid, ck.ID, rec.Name, name)
 	}
-	pid, err := a.restoreFrom(ctx, e, ck, rec, nil, nil, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, nil, nil, 0, ph)
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +100,9 @@ func (a *Agent) restoreWork(e *entry) string { return filepath.Join(e.dir, "rest
 // With lazy (not nil), the container starts before its memory is in place: the lazy-pages daemon that lazy
 // starts (or hands over) serves its page faults from the checkpoint's images and copies the rest in the
 // background (the checkpoint is local).
-// shim, if not nil, is a shim parked for this restore (see runtime.ParkShim).
-func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, lazy lazyStart, shim *runtime.ParkedShim, ph *phaser) (int, error) {
+// shim, if not nil, is a shim parked for this restore (see runtime.ParkShim). hold, for a lazy restore, is how
+// long its daemon serves only the container's faults before it copies the rest in (criu.LazyRelay; 0: at once).
+func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkpoint, rec ContainerConfig, lazy lazyStart, shim *runtime.ParkedShim, hold time.Duration, ph *phaser) (int, error) {
 	old := e.snapshot()
 	gen := old.Generation + 1
 	_ = os.RemoveAll(e.genDir(gen))
@@ -147,10 +148,10 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	err := prepareTmpfs(ctx, e, ck.Dir)
 	if err == nil {
 		sc := runtime.ShimConfig{Mode: runtime.ShimRestore, ImagePath: ck.ImagesDir(), WorkPath: work, LazyPages: lazy != nil, Parked: shim}
-		if lp != nil && a.cfg.LazyHold > 0 {
+		if lp != nil && hold > 0 {
 			// The shim holds the background copy back (criu.LazyRelay).
 			sc.LazyDaemon, err = lp.DetachSocket()
-			sc.LazyHold = a.cfg.LazyHold
+			sc.LazyHold = hold
 		}
 		if err == nil {
 			err = a.start(ctx, e, sc)

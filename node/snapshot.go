@@ -281,7 +281,7 @@ func (a *Agent) LoadSnapshot(ctx context.Context, name, id string, progress Prog
 	if err := a.endForLoad(ctx, e); err != nil {
 		return nil, err
 	}
-	pid, err := a.restoreFrom(ctx, e, ck, rec, a.freshLazy(ck), nil, ph)
+	pid, err := a.restoreFrom(ctx, e, ck, rec, a.freshLazy(ck), nil, a.lazyHold(), ph)
 	if err != nil {
 		if created {
 			a.forget(e)

@@ -65,7 +65,7 @@ With --dev the agent is a one-node cluster on 127.0.0.1 with its data in a new t
 	fl.BoolVar(&f.evacuate, "evacuate-on-shutdown", false, "on SIGTERM, drain this node (its containers move live to others) before exiting")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", agent.DefaultShutdownTimeout, "with --evacuate-on-shutdown: the longest the evacuation may take")
 	fl.DurationVar(&f.failoverDelay, "failover-delay", 0, fmt.Sprintf("how long a node must be dead before its containers with periodic snapshots are restored elsewhere (default %s, %s with --fast-failover); negative: never", agent.DefaultFailoverDelay, agent.FastFailoverDelay))
-	fl.DurationVar(&f.lazyHold, "lazy-hold", node.DefaultLazyHold, "after a lazy restore (a clone, a snapshot load, a migrated container), how long only its page faults are served before the rest of its memory is copied in (negative: at once)")
+	fl.DurationVar(&f.lazyHold, "lazy-hold", node.DefaultLazyHold, "after a clone's or a snapshot load's lazy restore, how long only its page faults are served before the rest of its memory is copied in (negative: at once)")
 	fl.BoolVar(&f.fast, "fast-failover", false, "shorter raft and gossip timeouts, for hosts sharing one machine")
 	fl.BoolVar(&f.debug, "debug", false, "log at debug level")
 	fl.StringArrayVar(&f.faults, "fault", nil, "inject a failure (tests only): corrupt-pages, break-restore, refuse-snapshot-copies")
