@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/ferryhq/ferry/node/archive"
@@ -179,12 +180,16 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 		// container's dump should not share the cores with it at the same priority.
 		_ = lp.SetNice(lazyNice)
 		a.wg.Add(1)
+		restored := e.snapshot()
 		go func() { // the daemon ends when every page is in; say so if it did not
 			defer a.wg.Done()
 			wctx, cancel := context.WithTimeout(a.ctx, 10*time.Minute)
 			defer cancel()
 			if err := lp.Wait(wctx); err != nil {
 				a.log.Error("lazy restore did not complete", "container", rec.Name, "err", err)
+				if wctx.Err() == nil {
+					a.lazyFailed(e, restored, err)
+				}
 			}
 		}()
 	}
@@ -196,6 +201,24 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 		}
 	}
 	return e.snapshot().Pid, nil
+}
+
+// lazyFailed stops a container whose lazy-pages daemon ended before every page of its memory was in (it was
+// killed, or its shim, which relays its socket, died while holding it back): the pages it did not copy would
+// read as zeros, and a container must not run on such memory. The container's record says why. Nothing is
+// done if the container is no longer the one restored (it exited, was removed or restored again).
+func (a *Agent) lazyFailed(e *entry, restored Container, cause error) {
+	now := e.snapshot()
+	if now.State != StateRunning || now.Pid != restored.Pid || now.Generation != restored.Generation || now.Pid <= 0 {
+		return
+	}
+	why := fmt.Sprintf("stopped: its memory was still being restored when CRIU's lazy-pages daemon ended (%v); start it again from a snapshot", cause)
+	_ = e.update(func(c *Container) { c.Note = why })
+	if err := syscall.Kill(now.Pid, syscall.SIGKILL); err != nil {
+		a.log.Warn("could not stop a container whose lazy restore failed", "container", now.Config.Name, "err", err)
+		return
+	}
+	a.log.Error("stopped a container whose lazy restore failed", "container", now.Config.Name, "pid", now.Pid)
 }
 
 func unpackDiff(ctx context.Context, tarPath, upper string) error {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -76,7 +77,7 @@ func (a *Agent) clone(ctx context.Context, req api.CloneRequest, progress func(s
 			if cp != nil {
 				cctx, await = cp.ctx, true
 			}
-			rep, err := a.startClone(cctx, sn, name, targets[i], await)
+			rep, err := a.startClone(ctx, cctx, sn, name, targets[i], await)
 			if err != nil && cp != nil {
 				if cerr := cp.wait(); cerr != nil {
 					err = cerr // the copy failed: that is why
@@ -287,19 +288,26 @@ func (a *Agent) freeNames(prefix string, n int) []string {
 }
 
 // startClone reserves the clone's name and placement in raft, then has the node start it; on failure the
-// placement is removed again.
-// With await, the snapshot's copy is still on its way to target, which starts the clone once it is in.
-func (a *Agent) startClone(ctx context.Context, sn *cluster.Snapshot, name, target string, await bool) (*node.CloneReport, error) {
+// placement is removed again. With await, the snapshot's copy is still on its way to target, which starts
+// the clone once it is in; call ends when that copy failed (it is not used for the placement, so that a
+// failed copy does not cut a placement short that raft may have committed anyway).
+func (a *Agent) startClone(ctx, call context.Context, sn *cluster.Snapshot, name, target string, await bool) (*node.CloneReport, error) {
 	c := cluster.Container{Name: name, Node: target, Image: sn.Image, Desired: cluster.DesiredRunning, Config: sn.Config.Clone()}
 	c.Config.SnapshotEvery, c.Config.Keep = 0, 0
+	unplace := func() {
+		if _, err := a.store.Apply(context.WithoutCancel(ctx), &cluster.RemoveContainer{Name: name}); err != nil && !errors.Is(err, cluster.ErrUnknownContainer) {
+			a.log.Warn("removing a failed clone's placement", "container", name, "err", err)
+		}
+	}
 	if _, err := a.store.Apply(ctx, &cluster.PlaceContainer{Container: c}); err != nil {
+		if ctx.Err() != nil {
+			unplace() // it may have been committed all the same
+		}
 		return nil, clusterError(err)
 	}
 	var rep node.CloneReport
-	if err := a.callAgent(ctx, target, "POST", "/v1/internal/snapshots/"+sn.ID+"/clone", cloneHereRequest{Name: name, Await: await}, &rep); err != nil {
-		if _, rerr := a.store.Apply(context.WithoutCancel(ctx), &cluster.RemoveContainer{Name: name}); rerr != nil {
-			a.log.Warn("removing a failed clone's placement", "container", name, "err", rerr)
-		}
+	if err := a.callAgent(call, target, "POST", "/v1/internal/snapshots/"+sn.ID+"/clone", cloneHereRequest{Name: name, Await: await}, &rep); err != nil {
+		unplace()
 		return nil, err
 	}
 	return &rep, nil

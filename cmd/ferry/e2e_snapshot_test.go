@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,6 +70,25 @@ func (c *devCluster) clone(host string, args ...string) api.CloneResult {
 		c.t.Fatalf("clone %v: %v\n%s", args, err, out)
 	}
 	return res
+}
+
+// processIn returns the pid of the process named comm that works in dir (its cwd).
+func processIn(t *testing.T, dir, comm string) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, de := range ents {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		cwd, _ := os.Readlink("/proc/" + de.Name() + "/cwd")
+		b, _ := os.ReadFile("/proc/" + de.Name() + "/comm")
+		if cwd == dir && strings.TrimSpace(string(b)) == comm {
+			return pid
+		}
+	}
+	t.Fatalf("no %s process works in %s", comm, dir)
+	return 0
 }
 
 // counterFrom waits until container name has printed a few numbers and returns them.
@@ -322,7 +342,8 @@ func TestSnapshots(t *testing.T) {
 
 	t.Run("a clone on a node whose copy of the snapshot fails is not left placed", func(t *testing.T) {
 		fresh := c.snapshot(h1, "chat", "--copies", "0")
-		c.restartAgent(h3, "--fault", "refuse-snapshot-copies")
+		// The long hold keeps a clone's lazy-pages daemon waiting for the last step below.
+		c.restartAgent(h3, "--fault", "refuse-snapshot-copies", "--lazy-hold", "30s")
 		faulty := true
 		defer func() {
 			if faulty {
@@ -334,6 +355,7 @@ func TestSnapshots(t *testing.T) {
 		c.eventually("the refused clone's placement removed", 10*time.Second, func() bool {
 			for _, ct := range c.containers(h1) {
 				if strings.HasPrefix(ct.Container.Config.Name, "refused") {
+					t.Logf("still listed: %s on %s (%s)", ct.Container.Config.Name, ct.Node, ct.State)
 					return false
 				}
 			}
@@ -347,6 +369,21 @@ func TestSnapshots(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(c.dir, h3, "snapshots", fresh.ID)); !os.IsNotExist(err) {
 			t.Fatalf("%s holds the refused copy: %v", h3, err)
 		}
+
+		// A clone whose lazy-pages daemon dies before every page is in is stopped, not left running on
+		// memory that reads as zeros where pages were missing; its record says why.
+		torn := c.clone(h1, "--snapshot", good.ID, "--node", h3, "--name-prefix", "torn")
+		name := torn.Clones[0].Container
+		daemon := processIn(t, filepath.Join(c.dir, h3, "containers", name, "restore-work"), "criu")
+		if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		c.eventually(name+" stopped after its daemon died", 20*time.Second, func() bool {
+			ct := c.only(h1, name)
+			return ct.State != "running" && strings.Contains(ct.Note, "lazy-pages daemon ended")
+		})
+		c.must(h1, "rm", "--force", name)
+
 		c.restartAgent(h3)
 		faulty = false
 		res := c.clone(h1, "--snapshot", fresh.ID, "--node", h3, "--name-prefix", "accepted")
