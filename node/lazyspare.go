@@ -33,12 +33,13 @@ const spareWait = 10 * time.Second
 // started; a clone that finds it still starting raises it to normal priority.
 const spareNice = 19
 
-// lazyNice is the nice value of a clone's lazy-pages daemon once its restore is done, and of a spare once a
-// clone takes it.
-// After the restore, the daemon mostly copies the rest of the clone's memory in the background (for the
-// 4-million-key redis, 700 MB and a second or more of CPU); at normal priority five of them at once starve the
-// clones that are still starting and the services the new clones run. The same daemon also serves the clone's
-// page faults, which still get the CPU whenever nothing of normal priority wants it, and a fair share otherwise.
+// lazyNice is the nice value of a lazy-pages daemon (of its session: see criu.LazyPages.SetNice) once it
+// copies the rest of its container's memory in the background: after the restore of a migrated container,
+// after the lazy hold for a clone or a load (lowerWhenFilling). Until then it runs at the normal priority:
+// the restored container waits for every page fault it serves. The copy takes a second or more of CPU for
+// the 4-million-key redis's 700 MB; at normal priority five of them at once starve the clones still starting
+// and the services the new clones run, and in a drain the next container's dump. The container's faults
+// still get a share of the CPU.
 const lazyNice = 10
 
 // lazyStart starts (or hands over) the lazy-pages daemon for a restore whose CRIU work directory is work, and
@@ -156,8 +157,7 @@ func (sp *spareDaemon) isBoosted() bool {
 }
 
 // boost gives a spare that a clone waits for the normal priority (and its turn to start): its start-up is
-// then on the clone's way, as a daemon the clone started itself would be. The clone lowers it to lazyNice
-// once it has it.
+// then on the clone's way, as a daemon the clone started itself would be.
 func (sp *spareDaemon) boost() {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -239,31 +239,25 @@ func (s *lazySpares) awaitSpare(ctx context.Context, id string) {
 }
 
 // begin registers a clone of ck that starts now. It returns the clone's lazyStart, which takes a spare if
-// one is there (waiting for it to listen if it is still starting) and otherwise starts a daemon, and end, to
-// be called once the clone's restore is over (whether it worked or not): it lowers the priority of the
-// clone's daemon to lazyNice.
+// one is there (waiting for it to listen if it is still starting; a taken spare gets the normal priority) and
+// otherwise starts a daemon, and end, to be called once the clone's restore is over (whether it worked or
+// not).
 func (s *lazySpares) begin(ck *checkpoint.Checkpoint) (lazyStart, func()) {
 	s.mu.Lock()
 	s.active[ck.ID]++
 	s.want[ck.ID] = max(s.want[ck.ID], s.active[ck.ID])
 	s.mu.Unlock()
-	var used *criu.LazyPages // the clone's daemon, set by start before end is called
 	start := func(ctx context.Context, work string) (*criu.LazyPages, *runtime.ParkedShim, error) {
 		if lp, shim := s.take(ctx, ck.ID, work); lp != nil {
-			_ = lp.SetNice(lazyNice) // from the start-up priority it had as a spare
-			used = lp
+			_ = lp.SetNice(0) // from the start-up priority it had as a spare
 			return lp, shim, nil
 		}
 		lp, err := criu.StartLazyPages(ctx, s.crx, ck.ImagesDir(), work)
-		used = lp
 		return lp, nil, err
 	}
 	var once sync.Once
 	end := func() {
 		once.Do(func() {
-			if used != nil && !used.Exited() {
-				_ = used.SetNice(lazyNice) // it now mostly fills in the rest of the memory
-			}
 			s.mu.Lock()
 			s.active[ck.ID]--
 			idle := s.active[ck.ID] == 0

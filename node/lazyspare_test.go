@@ -139,6 +139,9 @@ func TestLazySpares(t *testing.T) {
 			if n := niceOf(t, pid); n != spareNice {
 				t.Fatalf("a spare runs at nice %d, want %d", n, spareNice)
 			}
+			if n, ok := autogroupNice(t, pid); ok && n != spareNice {
+				t.Fatalf("a spare's session runs at nice %d, want %d", n, spareNice)
+			}
 		}
 		s.mu.Lock()
 		for _, sp := range s.ready[ck.ID] {
@@ -178,8 +181,11 @@ func TestLazySpares(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, taken)); !os.IsNotExist(err) {
 			t.Fatalf("the spare's directory is still there: %v", err)
 		}
-		if n := niceOf(t, lp.Pid()); n != lazyNice {
-			t.Fatalf("the taken spare runs at nice %d, want %d", n, lazyNice)
+		if n := niceOf(t, lp.Pid()); n != 0 {
+			t.Fatalf("the taken spare runs at nice %d, want 0 (the clone waits for the faults it serves)", n)
+		}
+		if n, ok := autogroupNice(t, lp.Pid()); ok && n != 0 {
+			t.Fatalf("the taken spare's session runs at nice %d, want 0", n)
 		}
 		if _, err := os.Stat(filepath.Join(work, "lazy-pages.socket")); err != nil {
 			t.Fatalf("the daemon's socket did not move with its directory: %v", err)
@@ -192,8 +198,17 @@ func TestLazySpares(t *testing.T) {
 		}
 		end()
 		end() // a second call changes nothing
+		// The restore lowers it once it fills in the rest of the memory, after the lazy hold.
+		lowerWhenFilling(lp, 300*time.Millisecond)
+		if n := niceOf(t, lp.Pid()); n != 0 {
+			t.Fatalf("the clone's daemon runs at nice %d within the hold, want 0", n)
+		}
+		time.Sleep(600 * time.Millisecond)
 		if n := niceOf(t, lp.Pid()); n != lazyNice {
-			t.Fatalf("the clone's daemon runs at nice %d after its restore, want %d", n, lazyNice)
+			t.Fatalf("the clone's daemon runs at nice %d after the hold, want %d", n, lazyNice)
+		}
+		if n, ok := autogroupNice(t, lp.Pid()); ok && n != lazyNice {
+			t.Fatalf("the clone's daemon's session runs at nice %d after the hold, want %d", n, lazyNice)
 		}
 		next := spareDirs(t, dir, templateSpares)
 		for _, pid := range next {

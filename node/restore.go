@@ -176,9 +176,7 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	a.log.Debug("restore timings", "container", rec.Name, "prepare", t1.Sub(t0).Round(time.Millisecond),
 		"restore", time.Since(t1).Round(time.Millisecond), "lazy", lazy != nil)
 	if lp != nil {
-		// From now on it mostly copies the rest of the memory in the background; in a drain, the next
-		// container's dump should not share the cores with it at the same priority.
-		_ = lp.SetNice(lazyNice)
+		lowerWhenFilling(lp, hold)
 		a.wg.Add(1)
 		restored := e.snapshot()
 		go func() { // the daemon ends when every page is in; say so if it did not
@@ -201,6 +199,20 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 		}
 	}
 	return e.snapshot().Pid, nil
+}
+
+// lowerWhenFilling lowers lp to lazyNice once it copies the rest of the memory in the background: after hold
+// (the restore's lazy hold), at once without one.
+func lowerWhenFilling(lp *criu.LazyPages, hold time.Duration) {
+	if hold <= 0 {
+		_ = lp.SetNice(lazyNice)
+		return
+	}
+	time.AfterFunc(hold, func() {
+		if !lp.Exited() {
+			_ = lp.SetNice(lazyNice)
+		}
+	})
 }
 
 // lazyFailed stops a container whose lazy-pages daemon ended before every page of its memory was in (it was

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -46,6 +47,8 @@ func LaunchLazyPages(x Exec, imagesDir, workDir string, nice int) (*LazyPages, e
 	_ = os.Remove(filepath.Join(workDir, lazySocket))
 	lp := &LazyPages{done: make(chan error, 1), log: filepath.Join(workDir, "lazy-pages.log"), socket: filepath.Join(workDir, lazySocket)}
 	lp.cmd = exec.Command(x.path(), "lazy-pages", "--images-dir", imagesDir, "--work-dir", workDir, "--log-file", "lazy-pages.log", "-v4")
+	// A session of its own, so that its nice value counts against everything else (SetNice).
+	lp.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := x.Start(lp.cmd); err != nil {
 		return nil, fmt.Errorf("starting criu lazy-pages: %w", err)
 	}
@@ -98,9 +101,19 @@ func (lp *LazyPages) Wait(ctx context.Context) error {
 // Pid is the daemon's process id.
 func (lp *LazyPages) Pid() int { return lp.cmd.Process.Pid }
 
-// SetNice sets the daemon's nice value (its CPU priority: 0 is normal, 19 the lowest).
+// SetNice sets the daemon's nice value (its CPU priority: 0 is normal, 19 the lowest), and its session's.
+// With the kernel's automatic grouping (autogroups, on by default) the CPU is shared between sessions first
+// and a thread's nice value orders it only within its session: the daemon runs in a session of its own, whose
+// nice value is what counts against the containers and the agent.
 func (lp *LazyPages) SetNice(nice int) error {
+	SetSessionNice(lp.cmd.Process.Pid, nice)
 	return syscall.Setpriority(syscall.PRIO_PROCESS, lp.cmd.Process.Pid, nice)
+}
+
+// SetSessionNice sets the nice value of the autogroup of pid's session; where the kernel has no autogroups
+// there is nothing to set.
+func SetSessionNice(pid, nice int) {
+	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/autogroup", []byte(strconv.Itoa(nice)), 0)
 }
 
 // Exited reports whether the daemon has ended (a daemon that ended before a restore connected cannot serve it).

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryhq/ferry/node/criu"
 )
 
 // A shim's own start (the ferry executable, the Go runtime, its set-up) takes 20-30 ms here before it runs
@@ -86,18 +88,13 @@ func (p *ParkedShim) Boost() {
 // one; a shim runs in a session of its own, so a low nice value of its threads alone would not hold it back
 // from anything outside it. Boost (and the shim, when it gets its container) sets it back to 0.
 func (p *ParkedShim) LowerSession(nice int) {
-	setSessionNice(p.cmd.Process.Pid, nice)
-}
-
-// setSessionNice sets the nice value of pid's autogroup; without autogroups there is nothing to set.
-func setSessionNice(pid, nice int) {
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/autogroup", pid), []byte(strconv.Itoa(nice)), 0)
+	criu.SetSessionNice(p.cmd.Process.Pid, nice)
 }
 
 // normalPriority sets every thread of process pid, and its session's autogroup, to nice 0 (nice is per
 // thread).
 func normalPriority(pid int) {
-	setSessionNice(pid, 0)
+	criu.SetSessionNice(pid, 0)
 	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	for _, e := range ents {
 		if tid, err := strconv.Atoi(e.Name()); err == nil {
