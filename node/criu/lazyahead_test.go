@@ -46,17 +46,7 @@ func TestLazyPagesAhead(t *testing.T) {
 			t.Fatalf("%s in the daemon's directory is %v (%v), want a link to the checkpoint's", name, fi.Mode(), err)
 		}
 	}
-	pidfile := filepath.Join(dir, "restored.pid")
-	if out, err := exec.CommandContext(ctx, "criu", "restore", "-D", images, "-W", work, "--lazy-pages", "-d",
-		"--pidfile", pidfile, "-o", "restore.log", "-v4").CombinedOutput(); err != nil {
-		t.Fatalf("criu restore --lazy-pages: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(pidfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	restored, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	defer func() { _ = syscall.Kill(restored, syscall.SIGKILL) }()
+	restored := lazyRestore(ctx, t, images, work)
 	if err := lp.Wait(ctx); err != nil {
 		t.Fatalf("the daemon did not serve every page: %v", err)
 	}

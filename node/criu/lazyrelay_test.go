@@ -276,17 +276,7 @@ func TestLazyRelayHoldsCRIUsFill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	pidfile := filepath.Join(dir, "restored.pid")
-	if out, err := exec.CommandContext(ctx, "criu", "restore", "-D", images, "-W", work, "--lazy-pages", "-d",
-		"--pidfile", pidfile, "-o", "restore.log", "-v4").CombinedOutput(); err != nil {
-		t.Fatalf("criu restore --lazy-pages: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(pidfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	restored, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	defer func() { _ = syscall.Kill(restored, syscall.SIGKILL) }()
+	restored := lazyRestore(ctx, t, images, work)
 	time.Sleep(500 * time.Millisecond)
 	if lp.Exited() {
 		t.Fatalf("the daemon exited while the relay held the restore's end; see %s", lp.log)

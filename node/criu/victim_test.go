@@ -2,7 +2,11 @@ package criu
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -26,4 +30,22 @@ func startVictim(ctx context.Context, t *testing.T) int {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// lazyRestore restores the checkpoint in images with `criu restore --lazy-pages` in work (where its daemon,
+// or a relay to it, listens) and returns the restored process, which is killed when the test ends.
+func lazyRestore(ctx context.Context, t *testing.T, images, work string) int {
+	t.Helper()
+	pidfile := filepath.Join(t.TempDir(), "restored.pid")
+	if out, err := exec.CommandContext(ctx, "criu", "restore", "-D", images, "-W", work, "--lazy-pages", "-d",
+		"--pidfile", pidfile, "-o", "restore.log", "-v4").CombinedOutput(); err != nil {
+		t.Fatalf("criu restore --lazy-pages: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	t.Cleanup(func() { _ = syscall.Kill(restored, syscall.SIGKILL) })
+	return restored
 }
