@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a.spares = newLazySpares(actx, filepath.Join(cfg.DataDir, "lazy-spares"), crx,
 		func() (*runtime.ParkedShim, error) { return runtime.ParkShim(cfg.ShimBinary) }, a.log, &a.wg)
-	a.spares.quiet = max(cfg.LazyHold, 0) // a burst's clones start within it
+	a.spares.quiet = a.lazyHold() // a burst's clones start within it
 	a.probe(ctx)
 	a.reattach(ctx)
 	return a, nil

@@ -43,6 +43,18 @@ func fakeDaemon(t *testing.T, dir string) (string, <-chan *net.UnixConn) {
 	return path, ch
 }
 
+// relayIn starts a relay listening in dir for a restore, with a fake daemon beside it whose connection from
+// the relay is handed over.
+func relayIn(t *testing.T, dir string, hold time.Duration) (*LazyRelay, <-chan *net.UnixConn) {
+	t.Helper()
+	daemonPath, accepted := fakeDaemon(t, dir)
+	r, err := ListenLazyRelay(dir, daemonPath, hold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, accepted
+}
+
 // restoreSide connects to the relay in work as CRIU's restore does.
 func restoreSide(t *testing.T, work string) *net.UnixConn {
 	t.Helper()
@@ -117,11 +129,7 @@ func TestLazyRelay(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			daemonPath, accepted := fakeDaemon(t, tc.dir)
-			r, err := ListenLazyRelay(tc.dir, daemonPath, tc.hold)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, accepted := relayIn(t, tc.dir, tc.hold)
 			rs := restoreSide(t, tc.dir)
 			f, err := os.CreateTemp(t.TempDir(), "uffd")
 			if err != nil {
@@ -184,11 +192,7 @@ func TestLazyRelay(t *testing.T) {
 
 	t.Run("a restore that breaks off", func(t *testing.T) {
 		dir := t.TempDir()
-		daemonPath, accepted := fakeDaemon(t, dir)
-		r, err := ListenLazyRelay(dir, daemonPath, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, accepted := relayIn(t, dir, time.Minute)
 		rs := restoreSide(t, dir)
 		sendPid(t, rs, 5)
 		rs.Close() // died before its descriptor
@@ -206,11 +210,7 @@ func TestLazyRelay(t *testing.T) {
 
 	t.Run("a descriptor with a pid", func(t *testing.T) {
 		dir := t.TempDir()
-		daemonPath, accepted := fakeDaemon(t, dir)
-		r, err := ListenLazyRelay(dir, daemonPath, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, accepted := relayIn(t, dir, time.Minute)
 		rs := restoreSide(t, dir)
 		if _, _, err := rs.WriteMsgUnix([]byte{1, 0, 0, 0}, unix.UnixRights(int(os.Stdin.Fd())), nil); err != nil {
 			t.Fatal(err)
@@ -226,11 +226,7 @@ func TestLazyRelay(t *testing.T) {
 
 	t.Run("no restore came", func(t *testing.T) {
 		dir := t.TempDir()
-		daemonPath, _ := fakeDaemon(t, dir)
-		r, err := ListenLazyRelay(dir, daemonPath, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, _ := relayIn(t, dir, time.Minute)
 		done := make(chan error, 1)
 		go func() { done <- r.Close() }()
 		select {
