@@ -144,6 +144,15 @@ func (op *RemoveNode) apply(s *State, _ time.Time) (Result, error) {
 			s.Images[name] = im
 		}
 	}
+	// Its copies of snapshots went with it (the snapshot's own node stays in the record: it names where the
+	// snapshot was taken, and is never alive again under that name unless the node joins anew).
+	for id, sn := range s.Snapshots {
+		if i := slices.Index(sn.Copies, op.Name); i >= 0 {
+			sn = sn.Clone()
+			sn.Copies = slices.Delete(sn.Copies, i, i+1)
+			s.Snapshots[id] = sn
+		}
+	}
 	return Result{}, nil
 }
 
@@ -326,16 +335,19 @@ func (op *MarkSnapshotBad) apply(s *State, _ time.Time) (Result, error) {
 	return Result{}, nil
 }
 
-func (op *SetSnapshotCopies) apply(s *State, _ time.Time) (Result, error) {
+func (op *AddSnapshotCopy) apply(s *State, _ time.Time) (Result, error) {
 	sn, err := needSnapshot(s, op.ID)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := needNodes(s, op.Copies); err != nil {
+	if _, err := needNode(s, op.Node); err != nil {
 		return Result{}, err
 	}
+	if slices.Contains(sn.Holders(), op.Node) {
+		return Result{}, nil
+	}
 	sn = sn.Clone()
-	sn.Copies = slices.Clone(op.Copies)
+	sn.Copies = append(sn.Copies, op.Node)
 	s.Snapshots[sn.ID] = sn
 	return Result{}, nil
 }

@@ -12,24 +12,24 @@ type CommandType string
 
 // Command types, one per Op.
 const (
-	CmdRegisterNode      CommandType = "register-node"
-	CmdUpdateNode        CommandType = "update-node"
-	CmdRemoveNode        CommandType = "remove-node"
-	CmdPutImage          CommandType = "put-image"
-	CmdRemoveImage       CommandType = "remove-image"
-	CmdPlaceContainer    CommandType = "place-container"
-	CmdUpdateContainer   CommandType = "update-container"
-	CmdRemoveContainer   CommandType = "remove-container"
-	CmdPutSnapshot       CommandType = "put-snapshot"
-	CmdRemoveSnapshot    CommandType = "remove-snapshot"
-	CmdMarkSnapshotBad   CommandType = "mark-snapshot-bad"
-	CmdSetSnapshotCopies CommandType = "set-snapshot-copies"
-	CmdCreateMigration   CommandType = "create-migration"
-	CmdUpdateMigration   CommandType = "update-migration"
-	CmdCreateDrain       CommandType = "create-drain"
-	CmdUpdateDrain       CommandType = "update-drain"
-	CmdAddOperator       CommandType = "add-operator"
-	CmdRemoveOperator    CommandType = "remove-operator"
+	CmdRegisterNode    CommandType = "register-node"
+	CmdUpdateNode      CommandType = "update-node"
+	CmdRemoveNode      CommandType = "remove-node"
+	CmdPutImage        CommandType = "put-image"
+	CmdRemoveImage     CommandType = "remove-image"
+	CmdPlaceContainer  CommandType = "place-container"
+	CmdUpdateContainer CommandType = "update-container"
+	CmdRemoveContainer CommandType = "remove-container"
+	CmdPutSnapshot     CommandType = "put-snapshot"
+	CmdRemoveSnapshot  CommandType = "remove-snapshot"
+	CmdMarkSnapshotBad CommandType = "mark-snapshot-bad"
+	CmdAddSnapshotCopy CommandType = "add-snapshot-copy"
+	CmdCreateMigration CommandType = "create-migration"
+	CmdUpdateMigration CommandType = "update-migration"
+	CmdCreateDrain     CommandType = "create-drain"
+	CmdUpdateDrain     CommandType = "update-drain"
+	CmdAddOperator     CommandType = "add-operator"
+	CmdRemoveOperator  CommandType = "remove-operator"
 )
 
 // Command is the envelope written to the raft log and sent to the leader when
@@ -58,24 +58,24 @@ type Op interface {
 }
 
 var opTypes = map[CommandType]func() Op{
-	CmdRegisterNode:      func() Op { return new(RegisterNode) },
-	CmdUpdateNode:        func() Op { return new(UpdateNode) },
-	CmdRemoveNode:        func() Op { return new(RemoveNode) },
-	CmdPutImage:          func() Op { return new(PutImage) },
-	CmdRemoveImage:       func() Op { return new(RemoveImage) },
-	CmdPlaceContainer:    func() Op { return new(PlaceContainer) },
-	CmdUpdateContainer:   func() Op { return new(UpdateContainer) },
-	CmdRemoveContainer:   func() Op { return new(RemoveContainer) },
-	CmdPutSnapshot:       func() Op { return new(PutSnapshot) },
-	CmdRemoveSnapshot:    func() Op { return new(RemoveSnapshot) },
-	CmdMarkSnapshotBad:   func() Op { return new(MarkSnapshotBad) },
-	CmdSetSnapshotCopies: func() Op { return new(SetSnapshotCopies) },
-	CmdCreateMigration:   func() Op { return new(CreateMigration) },
-	CmdUpdateMigration:   func() Op { return new(UpdateMigration) },
-	CmdCreateDrain:       func() Op { return new(CreateDrain) },
-	CmdUpdateDrain:       func() Op { return new(UpdateDrain) },
-	CmdAddOperator:       func() Op { return new(AddOperator) },
-	CmdRemoveOperator:    func() Op { return new(RemoveOperator) },
+	CmdRegisterNode:    func() Op { return new(RegisterNode) },
+	CmdUpdateNode:      func() Op { return new(UpdateNode) },
+	CmdRemoveNode:      func() Op { return new(RemoveNode) },
+	CmdPutImage:        func() Op { return new(PutImage) },
+	CmdRemoveImage:     func() Op { return new(RemoveImage) },
+	CmdPlaceContainer:  func() Op { return new(PlaceContainer) },
+	CmdUpdateContainer: func() Op { return new(UpdateContainer) },
+	CmdRemoveContainer: func() Op { return new(RemoveContainer) },
+	CmdPutSnapshot:     func() Op { return new(PutSnapshot) },
+	CmdRemoveSnapshot:  func() Op { return new(RemoveSnapshot) },
+	CmdMarkSnapshotBad: func() Op { return new(MarkSnapshotBad) },
+	CmdAddSnapshotCopy: func() Op { return new(AddSnapshotCopy) },
+	CmdCreateMigration: func() Op { return new(CreateMigration) },
+	CmdUpdateMigration: func() Op { return new(UpdateMigration) },
+	CmdCreateDrain:     func() Op { return new(CreateDrain) },
+	CmdUpdateDrain:     func() Op { return new(UpdateDrain) },
+	CmdAddOperator:     func() Op { return new(AddOperator) },
+	CmdRemoveOperator:  func() Op { return new(RemoveOperator) },
 }
 
 // NewCommand wraps op in its envelope.
@@ -181,11 +181,12 @@ type MarkSnapshotBad struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// SetSnapshotCopies replaces the list of nodes that hold copies of a snapshot
-// (a copy was made, cached for clones, or lost).
-type SetSnapshotCopies struct {
-	ID     string   `json:"id"`
-	Copies []string `json:"copies"`
+// AddSnapshotCopy records that Node holds a copy of a snapshot (a copy was made, or cached for clones). It adds
+// to the list in the FSM, so that copies recorded at the same time do not overwrite each other; a node that
+// already holds the snapshot is left as it is.
+type AddSnapshotCopy struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
 }
 
 // CreateMigration records a planned migration. A container has at most one
@@ -233,21 +234,21 @@ type RemoveOperator struct {
 }
 
 // CommandType implementations.
-func (*RegisterNode) CommandType() CommandType      { return CmdRegisterNode }
-func (*UpdateNode) CommandType() CommandType        { return CmdUpdateNode }
-func (*RemoveNode) CommandType() CommandType        { return CmdRemoveNode }
-func (*PutImage) CommandType() CommandType          { return CmdPutImage }
-func (*RemoveImage) CommandType() CommandType       { return CmdRemoveImage }
-func (*PlaceContainer) CommandType() CommandType    { return CmdPlaceContainer }
-func (*UpdateContainer) CommandType() CommandType   { return CmdUpdateContainer }
-func (*RemoveContainer) CommandType() CommandType   { return CmdRemoveContainer }
-func (*PutSnapshot) CommandType() CommandType       { return CmdPutSnapshot }
-func (*RemoveSnapshot) CommandType() CommandType    { return CmdRemoveSnapshot }
-func (*MarkSnapshotBad) CommandType() CommandType   { return CmdMarkSnapshotBad }
-func (*SetSnapshotCopies) CommandType() CommandType { return CmdSetSnapshotCopies }
-func (*CreateMigration) CommandType() CommandType   { return CmdCreateMigration }
-func (*UpdateMigration) CommandType() CommandType   { return CmdUpdateMigration }
-func (*CreateDrain) CommandType() CommandType       { return CmdCreateDrain }
-func (*UpdateDrain) CommandType() CommandType       { return CmdUpdateDrain }
-func (*AddOperator) CommandType() CommandType       { return CmdAddOperator }
-func (*RemoveOperator) CommandType() CommandType    { return CmdRemoveOperator }
+func (*RegisterNode) CommandType() CommandType    { return CmdRegisterNode }
+func (*UpdateNode) CommandType() CommandType      { return CmdUpdateNode }
+func (*RemoveNode) CommandType() CommandType      { return CmdRemoveNode }
+func (*PutImage) CommandType() CommandType        { return CmdPutImage }
+func (*RemoveImage) CommandType() CommandType     { return CmdRemoveImage }
+func (*PlaceContainer) CommandType() CommandType  { return CmdPlaceContainer }
+func (*UpdateContainer) CommandType() CommandType { return CmdUpdateContainer }
+func (*RemoveContainer) CommandType() CommandType { return CmdRemoveContainer }
+func (*PutSnapshot) CommandType() CommandType     { return CmdPutSnapshot }
+func (*RemoveSnapshot) CommandType() CommandType  { return CmdRemoveSnapshot }
+func (*MarkSnapshotBad) CommandType() CommandType { return CmdMarkSnapshotBad }
+func (*AddSnapshotCopy) CommandType() CommandType { return CmdAddSnapshotCopy }
+func (*CreateMigration) CommandType() CommandType { return CmdCreateMigration }
+func (*UpdateMigration) CommandType() CommandType { return CmdUpdateMigration }
+func (*CreateDrain) CommandType() CommandType     { return CmdCreateDrain }
+func (*UpdateDrain) CommandType() CommandType     { return CmdUpdateDrain }
+func (*AddOperator) CommandType() CommandType     { return CmdAddOperator }
+func (*RemoveOperator) CommandType() CommandType  { return CmdRemoveOperator }

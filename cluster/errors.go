@@ -131,3 +131,21 @@ func DecodeError(w *WireError) error {
 	}
 	return &Error{Code: w.Code, Message: w.Message}
 }
+
+// rejections are the errors with which the FSM or the scheduler refuses a command: a write that fails with one
+// of them was not applied.
+var rejections = []*Error{ErrUnknownNode, ErrUnknownContainer, ErrUnknownImage, ErrUnknownSnapshot, ErrUnknownJob,
+	ErrUnknownOperator, ErrExists, ErrInvalid, ErrConflict, ErrBusy, ErrInvalidTransition, ErrNodeInUse,
+	ErrNodeUnavailable, ErrNodeDraining, ErrNodeMaintenance, ErrNoCapacity}
+
+// Rejected reports whether err says that a write was refused, and so was not applied. Any other error of a
+// write (a timeout, a lost leadership, a forward whose answer was lost) leaves it open whether the write
+// committed: read the state, or undo it, before acting on it.
+func Rejected(err error) bool {
+	for _, r := range rejections {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	return false
+}

@@ -12,10 +12,10 @@ func TestSnapshotCatalogue(t *testing.T) {
 		op   Op
 		want error
 	}{
-		{"copies of unknown snapshot", &SetSnapshotCopies{ID: "nope", Copies: []string{"vg-2"}}, ErrUnknownSnapshot},
-		{"copies on unknown node", &SetSnapshotCopies{ID: "s1", Copies: []string{"vg-9"}}, ErrUnknownNode},
+		{"copies of unknown snapshot", &AddSnapshotCopy{ID: "nope", Node: "vg-2"}, ErrUnknownSnapshot},
+		{"copies on unknown node", &AddSnapshotCopy{ID: "s1", Node: "vg-9"}, ErrUnknownNode},
 		{"second template of a name", &PutSnapshot{Snapshot: Snapshot{ID: "s3", Container: "np", Node: "vg-1", Template: "warm"}}, ErrExists},
-		{"copies recorded", &SetSnapshotCopies{ID: "s1", Copies: []string{"vg-2"}}, nil},
+		{"copies recorded", &AddSnapshotCopy{ID: "s1", Node: "vg-2"}, nil},
 		{"another template", &PutSnapshot{Snapshot: Snapshot{ID: "s3", Container: "np", Node: "vg-1", Template: "cold"}}, nil},
 	}
 	for _, tt := range tests {
@@ -38,7 +38,9 @@ func TestSnapshotCatalogue(t *testing.T) {
 func TestSnapshotHoldersAndTemplates(t *testing.T) {
 	h := seeded(t)
 	h.must(&PutSnapshot{Snapshot: Snapshot{ID: "s2", Container: "np", Node: "vg-1", Template: "warm"}})
-	h.must(&SetSnapshotCopies{ID: "s2", Copies: []string{"vg-2", "vg-1"}})
+	h.must(&AddSnapshotCopy{ID: "s2", Node: "vg-2"})
+	h.must(&AddSnapshotCopy{ID: "s2", Node: "vg-1"}) // its own node: nothing to add
+	h.must(&AddSnapshotCopy{ID: "s2", Node: "vg-2"}) // twice: once
 	s := h.fsm.State()
 	if got := s.Snapshots["s2"].Holders(); !slices.Equal(got, []string{"vg-1", "vg-2"}) {
 		t.Fatalf("holders %v, want [vg-1 vg-2]", got)
@@ -54,5 +56,27 @@ func TestSnapshotHoldersAndTemplates(t *testing.T) {
 	h.must(&RemoveContainer{Name: "np"})
 	if s := h.fsm.State(); s.TemplateSnapshot("warm") == nil || len(s.Snapshots) != 2 {
 		t.Fatalf("after the container's removal: %d snapshots", len(s.Snapshots))
+	}
+}
+
+// Copies recorded one after the other by parallel senders all stay, and a node that leaves takes its copies out
+// of the catalogue, so that it does not block the copies recorded after it.
+func TestSnapshotCopiesAddUpAndLeaveWithTheirNode(t *testing.T) {
+	h := seeded(t)
+	h.must(nodeOp("vg-3", 4<<30))
+	h.must(&PutSnapshot{Snapshot: Snapshot{ID: "s2", Container: "np", Node: "vg-1"}})
+	h.must(&AddSnapshotCopy{ID: "s2", Node: "vg-3"})
+	h.must(&AddSnapshotCopy{ID: "s2", Node: "vg-2"})
+	if got := h.fsm.State().Snapshots["s2"].Copies; !slices.Equal(got, []string{"vg-3", "vg-2"}) {
+		t.Fatalf("copies %v, want [vg-3 vg-2]", got)
+	}
+	h.must(&RemoveNode{Name: "vg-3"})
+	if got := h.fsm.State().Snapshots["s2"].Copies; !slices.Equal(got, []string{"vg-2"}) {
+		t.Fatalf("copies after vg-3 left: %v, want [vg-2]", got)
+	}
+	h.must(nodeOp("vg-4", 4<<30))
+	h.must(&AddSnapshotCopy{ID: "s2", Node: "vg-4"})
+	if got := h.fsm.State().Snapshots["s2"].Holders(); !slices.Equal(got, []string{"vg-1", "vg-2", "vg-4"}) {
+		t.Fatalf("holders %v, want [vg-1 vg-2 vg-4]", got)
 	}
 }

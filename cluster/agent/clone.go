@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,7 +104,7 @@ func (a *Agent) clone(ctx context.Context, req api.CloneRequest, progress func(s
 	})
 	res.Took = time.Since(start)
 	if len(res.Clones) == 0 {
-		return nil, fmt.Errorf("no clone started: %v", res.Failed)
+		return nil, fmt.Errorf("%w: no clone started: %s", node.ErrState, strings.Join(res.Failed, "; "))
 	}
 	return res, nil
 }
@@ -187,6 +188,9 @@ type snapshotCopy struct {
 	done   chan struct{}
 	err    error
 	at     time.Time // when it was over
+	// delivered: the data is on the node, checked, even if err says its copy could not be recorded in raft;
+	// the clones waiting for it go ahead.
+	delivered bool
 }
 
 // wait returns the copy's outcome once it is over.
@@ -210,11 +214,15 @@ func (cs *snapshotCopies) finish(res *api.CloneResult) {
 	var last time.Time
 	for _, t := range cs.order {
 		c := cs.by[t]
-		if c.wait() == nil {
+		err := c.wait()
+		if err == nil || c.delivered {
 			res.CopiedTo = append(res.CopiedTo, t)
 			if c.at.After(last) {
 				last = c.at
 			}
+		}
+		if err != nil && c.delivered {
+			res.Warnings = append(res.Warnings, err.Error())
 		}
 		c.cancel()
 	}
@@ -253,7 +261,13 @@ func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, target
 		go func() {
 			defer close(c.done)
 			progress("copying", fmt.Sprintf("sending snapshot %s from %s to %s", sn.ID, from, t))
-			if err := a.copySnapshot(ctx, sn.ID, from, t, sn.Image, copyUse{Clones: countOf(targets, t), Template: sn.Template != ""}); err != nil {
+			err := a.copySnapshot(ctx, sn.ID, from, t, sn.Image, copyUse{Clones: countOf(targets, t), Template: sn.Template != ""})
+			switch {
+			case errors.Is(err, errCopyUnrecorded):
+				// The node holds the data and starts its clones; only the catalogue misses the copy (the
+				// node's forgotten-snapshot sweep removes the data in time).
+				c.err, c.delivered = fmt.Errorf("snapshot %s is on %s, but %w", sn.ID, t, err), true
+			case err != nil:
 				c.err = fmt.Errorf("sending snapshot %s to %s: %w", sn.ID, t, err)
 				c.cancel()
 			}
@@ -300,7 +314,7 @@ func (a *Agent) startClone(ctx, call context.Context, sn *cluster.Snapshot, name
 		}
 	}
 	if _, err := a.store.Apply(ctx, &cluster.PlaceContainer{Container: c}); err != nil {
-		if ctx.Err() != nil {
+		if !cluster.Rejected(err) {
 			unplace() // it may have been committed all the same
 		}
 		return nil, clusterError(err)

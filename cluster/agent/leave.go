@@ -106,7 +106,7 @@ func leaveRefusal(st *cluster.State, name string) error {
 	}
 	var only []string
 	for _, sn := range st.Snapshots {
-		if !sn.Bad && len(sn.Copies) > 0 && !slices.ContainsFunc(sn.Copies, func(c string) bool { return c != name }) {
+		if !sn.Bad && !slices.ContainsFunc(sn.Holders(), func(h string) bool { return h != name }) {
 			only = append(only, sn.Container+" "+sn.ID)
 		}
 	}

@@ -38,6 +38,15 @@ func TestLeaveRefusal(t *testing.T) {
 		{"a snapshot with another copy does not hold it", func(st *cluster.State) {
 			st.Snapshots["s1"] = &cluster.Snapshot{ID: "s1", Container: "np", Node: "vg-2", Copies: []string{"vg-2", "vg-1"}}
 		}, "vg-2", nil, ""},
+		{"a snapshot taken here and never copied is an only copy", func(st *cluster.State) {
+			st.Snapshots["s1"] = &cluster.Snapshot{ID: "s1", Container: "np", Node: "vg-2"}
+		}, "vg-2", node.ErrState, "only copy"},
+		{"a snapshot taken elsewhere with a copy here does not hold it", func(st *cluster.State) {
+			st.Snapshots["s1"] = &cluster.Snapshot{ID: "s1", Container: "np", Node: "vg-1", Copies: []string{"vg-2"}}
+		}, "vg-2", nil, ""},
+		{"a bad snapshot does not hold it", func(st *cluster.State) {
+			st.Snapshots["s1"] = &cluster.Snapshot{ID: "s1", Container: "np", Node: "vg-2", Bad: true}
+		}, "vg-2", nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/ferryhq/ferry/node"
@@ -14,6 +15,7 @@ func (a *Agent) registerSnapshotInternal(rt *Router) {
 	rt.handle("POST /v1/internal/snapshots/{id}/take", a.agentsOnly(a.takeSnapshot))
 	rt.handle("POST /v1/internal/snapshots/{id}/push", a.agentsOnly(a.pushSnapshotTo))
 	rt.handle("POST /v1/internal/snapshots/{id}/load", a.agentsOnly(a.loadSnapshotHere))
+	rt.handle("POST /v1/internal/snapshots/{id}/verify", a.agentsOnly(a.verifySnapshotHere))
 	rt.handle("POST /v1/internal/snapshots/{id}/clone", a.agentsOnly(a.cloneHere))
 	rt.handle("GET /v1/internal/snapshots/{id}", a.agentsOnly(a.haveSnapshot))
 	rt.handle("DELETE /v1/internal/snapshots/{id}", a.agentsOnly(a.dropSnapshot))
@@ -87,6 +89,13 @@ func (a *Agent) loadSnapshotHere(w http.ResponseWriter, r *http.Request) {
 	answer(w, rep, err)
 }
 
+// verifySnapshotHere checks every file of a snapshot this node holds against its manifest (ErrRejected when
+// one does not match).
+func (a *Agent) verifySnapshotHere(w http.ResponseWriter, r *http.Request) {
+	err := a.node.VerifySnapshot(r.Context(), r.PathValue("id"))
+	answer(w, map[string]bool{"ok": err == nil}, err)
+}
+
 func (a *Agent) cloneHere(w http.ResponseWriter, r *http.Request) {
 	var req cloneHereRequest
 	if err := decode(r, &req); err != nil {
@@ -100,6 +109,15 @@ func (a *Agent) cloneHere(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rep, err := a.node.Clone(context.WithoutCancel(r.Context()), r.PathValue("id"), req.Name, nil)
+	if err == nil && r.Context().Err() != nil {
+		// The caller gave up meanwhile (its copy failed, its connection broke): it removes the clone's
+		// placement, so the clone must not stay here, unknown to the cluster.
+		a.log.Warn("removing a clone its caller gave up on while it started", "container", req.Name)
+		if rerr := a.node.Remove(context.WithoutCancel(r.Context()), req.Name, true); rerr != nil {
+			a.log.Error("could not remove a clone its caller gave up on", "container", req.Name, "err", rerr)
+		}
+		err = fmt.Errorf("%w: the clone's caller gave up: %w", node.ErrState, context.Cause(r.Context()))
+	}
 	answer(w, rep, err)
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -74,10 +75,32 @@ func (a *Agent) periodicSnapshot(ctx context.Context, c *cluster.Container) {
 	if sn, ok := a.store.State().Snapshots[res.Snapshot.ID]; ok {
 		auto = append(auto, sn)
 	}
-	for len(auto) > keep {
-		if _, err := a.removeSnapshot(sctx, auto[0]); err != nil {
-			a.log.Warn("dropping an old periodic snapshot", "id", auto[0].ID, "err", err)
+	for _, sn := range periodicToDrop(auto, keep) {
+		if _, err := a.removeSnapshot(sctx, sn); err != nil {
+			a.log.Warn("dropping an old periodic snapshot", "id", sn.ID, "err", err)
 		}
-		auto = auto[1:]
 	}
+}
+
+// periodicToDrop returns the periodic snapshots to drop from auto (oldest first) so that keep are left: the
+// oldest, except that the newest good snapshot with a copy on another node is kept beyond keep while none of
+// the newer ones is both (their copies failed, or they are bad), so that losing the node never loses every
+// snapshot a failover could restore from.
+func periodicToDrop(auto []*cluster.Snapshot, keep int) []*cluster.Snapshot {
+	if len(auto) <= keep {
+		return nil
+	}
+	drop, kept := auto[:len(auto)-keep], auto[len(auto)-keep:]
+	safe := func(sn *cluster.Snapshot) bool {
+		return !sn.Bad && slices.ContainsFunc(sn.Copies, func(c string) bool { return c != sn.Node })
+	}
+	if slices.ContainsFunc(kept, safe) {
+		return drop
+	}
+	for i := len(drop) - 1; i >= 0; i-- {
+		if safe(drop[i]) {
+			return slices.Delete(slices.Clone(drop), i, i+1)
+		}
+	}
+	return drop
 }

@@ -123,12 +123,17 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 	}
 	res := &api.SnapshotResult{Report: &rep}
 	start := time.Now()
-	for _, target := range a.copyTargets(c.Node, c.Image, copies) {
+	made := 0
+	for _, target := range a.copyTargets(c.Node, c.Image) {
+		if made == copies {
+			break
+		}
 		progress("copying", "sending the snapshot to "+target)
 		if err := a.copySnapshot(ctx, id, c.Node, target, c.Image, copyUse{Template: req.Template != ""}); err != nil {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("no copy on %s: %v", target, err))
-			continue
+			continue // the next node, if there is one, takes its place
 		}
+		made++
 	}
 	if got := len(a.snapshotView(id).Copies); got < copies {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%d of %d copies made (the cluster has too few alive nodes)", got, copies))
@@ -162,8 +167,9 @@ func (a *Agent) recordSnapshot(ctx context.Context, sn cluster.Snapshot, stopped
 	return clusterError(err)
 }
 
-// copyTargets picks up to n alive nodes other than from for copies, those holding the image first.
-func (a *Agent) copyTargets(from, image string, n int) []string {
+// copyTargets lists the alive nodes other than from that may take copies, in the order to try them: those
+// holding the image first.
+func (a *Agent) copyTargets(from, image string) []string {
 	st := a.store.State()
 	var hasImage []string
 	if im, ok := st.Images[image]; ok {
@@ -178,9 +184,6 @@ func (a *Agent) copyTargets(from, image string, n int) []string {
 	sort.SliceStable(cands, func(i, j int) bool {
 		return slices.Contains(hasImage, cands[i]) && !slices.Contains(hasImage, cands[j])
 	})
-	if len(cands) > n {
-		cands = cands[:n]
-	}
 	return cands
 }
 
@@ -199,28 +202,25 @@ func (a *Agent) copySnapshot(ctx context.Context, id, from, target, image string
 			return err
 		}
 	}
-	return a.addCopy(ctx, id, target)
+	if err := a.addCopy(ctx, id, target); err != nil {
+		return fmt.Errorf("%w: %w", errCopyUnrecorded, err)
+	}
+	return nil
 }
+
+// errCopyUnrecorded: a snapshot's copy reached its node and was accepted there, but could not be recorded in
+// raft.
+var errCopyUnrecorded = errors.New("its copy could not be recorded in the cluster")
 
 // addCopy records that node holds a copy of snapshot id.
 func (a *Agent) addCopy(ctx context.Context, id, nodeName string) error {
-	for range 5 { // another copy may be recorded at the same time: retry on the fresh state
-		sn, ok := a.store.State().Snapshots[id]
-		if !ok {
+	if _, err := a.store.Apply(ctx, &cluster.AddSnapshotCopy{ID: id, Node: nodeName}); err != nil {
+		if errors.Is(err, cluster.ErrUnknownSnapshot) {
 			return fmt.Errorf("%w: snapshot %s was removed", node.ErrNotFound, id)
 		}
-		if slices.Contains(sn.Holders(), nodeName) {
-			return nil
-		}
-		copies := append(slices.Clone(sn.Copies), nodeName)
-		if _, err := a.store.Apply(ctx, &cluster.SetSnapshotCopies{ID: id, Copies: copies}); err != nil {
-			return clusterError(err)
-		}
-		if now, ok := a.store.State().Snapshots[id]; ok && slices.Contains(now.Holders(), nodeName) {
-			return nil
-		}
+		return clusterError(err)
 	}
-	return fmt.Errorf("could not record the copy of snapshot %s on %s", id, nodeName)
+	return nil
 }
 
 func viewOf(sn *cluster.Snapshot) api.SnapshotView {
@@ -353,16 +353,28 @@ func (a *Agent) loadOn(ctx context.Context, id, target string) (*node.RestoreRep
 			return nil, "", fmt.Errorf("copying snapshot %s from %s to %s: %w", id, from, target, err)
 		}
 	}
+	markBad := func(err error) {
+		if !errors.Is(err, node.ErrRejected) {
+			return
+		}
+		if _, merr := a.store.Apply(ctx, &cluster.MarkSnapshotBad{ID: id, Reason: fmt.Sprintf("its copy on %s failed its checksums", target)}); merr != nil {
+			a.log.Warn("marking a snapshot bad", "id", id, "err", merr)
+		}
+	}
+	if a.runsElsewhere(sn.Container, target) {
+		// The container is about to be stopped on its node: first make sure that target can load the
+		// snapshot, so that a copy that fails its checksums there does not cost the running container.
+		if err := a.callAgent(ctx, target, "POST", "/v1/internal/snapshots/"+id+"/verify", nil, nil); err != nil {
+			markBad(err)
+			return nil, "", fmt.Errorf("checking snapshot %s on %s before stopping %s on its node: %w; %s was not touched", id, target, sn.Container, err, sn.Container)
+		}
+	}
 	if err := a.stopElsewhere(ctx, sn.Container, target); err != nil {
 		return nil, "", err
 	}
 	var rep node.RestoreReport
 	err := a.callAgent(ctx, target, "POST", "/v1/internal/snapshots/"+id+"/load", loadRequest{Container: sn.Container}, &rep)
-	if errors.Is(err, node.ErrRejected) {
-		if _, merr := a.store.Apply(ctx, &cluster.MarkSnapshotBad{ID: id, Reason: fmt.Sprintf("its copy on %s failed its checksums", target)}); merr != nil {
-			a.log.Warn("marking a snapshot bad", "id", id, "err", merr)
-		}
-	}
+	markBad(err)
 	if err != nil {
 		return nil, "", err
 	}
@@ -370,15 +382,22 @@ func (a *Agent) loadOn(ctx context.Context, id, target string) (*node.RestoreRep
 	return &rep, moved, err
 }
 
+// runsElsewhere reports whether the cluster places container name on an alive node other than target (which
+// stopElsewhere stops).
+func (a *Agent) runsElsewhere(name, target string) bool {
+	st := a.store.State()
+	c, ok := st.Containers[name]
+	return ok && c.Node != target && a.alive(st, c.Node)
+}
+
 // stopElsewhere stops the container on its node when that node is alive and is not target, so that loading
 // it on target does not make it run in two places. (A dead node's copy is removed by its agent when it comes
 // back; see fence.go.)
 func (a *Agent) stopElsewhere(ctx context.Context, name, target string) error {
-	st := a.store.State()
-	c, ok := st.Containers[name]
-	if !ok || c.Node == target || !a.alive(st, c.Node) {
+	if !a.runsElsewhere(name, target) {
 		return nil
 	}
+	c := a.store.State().Containers[name]
 	var got node.Container
 	err := a.router.call(ctx, c.Node, "POST", "/v1/containers/"+name+"/stop", api.StopRequest{Timeout: time.Second}, &got)
 	if err != nil && !errors.Is(err, node.ErrNotFound) {
@@ -402,7 +421,18 @@ func (a *Agent) placeLoaded(ctx context.Context, sn *cluster.Snapshot, target st
 	if c.Node != target {
 		op.Node, moved = &target, c.Node
 	}
-	if _, err := a.store.Apply(ctx, op); err != nil {
+	// The container runs on target now, and only there: unrecorded, the fence would take it for a stray
+	// once its grace ends. A write of unknown outcome is tried again (it sets, so twice is once).
+	var err error
+	for try := range 5 {
+		if try > 0 {
+			time.Sleep(time.Second)
+		}
+		if _, err = a.store.Apply(ctx, op); err == nil || cluster.Rejected(err) {
+			break
+		}
+	}
+	if err != nil {
 		return "", fmt.Errorf("recording the loaded container: %w", clusterError(err))
 	}
 	return moved, nil

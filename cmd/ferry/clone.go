@@ -82,4 +82,7 @@ func printCloneResult(res *api.CloneResult) {
 	for _, f := range res.Failed {
 		fmt.Fprintf(os.Stderr, "failed: %s\n", f)
 	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
+	}
 }

@@ -80,6 +80,7 @@ type CloneResult struct {
 	CopiedTo []string            `json:"copied_to,omitempty"` // nodes the snapshot was sent to for these clones
 	CopyTook time.Duration       `json:"copy_took,omitempty"` // sending it there (with the image's missing layers)
 	Failed   []string            `json:"failed,omitempty"`    // one line per clone that did not start
+	Warnings []string            `json:"warnings,omitempty"`  // what went wrong without stopping a clone
 	Took     time.Duration       `json:"took"`
 }
 
