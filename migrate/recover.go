@@ -22,8 +22,14 @@ func Recover(ctx context.Context, job Job, nodes Nodes, rec Recorder) (string, e
 		}
 		return StateCommitted, nil
 	}
-	_ = nodes.Abort(ctx, job)
-	_ = nodes.Finish(ctx, job, false) // the source may not have frozen it yet: then there is nothing to thaw
+	// Until both succeed the job stays open and is tried again: recorded as over, it would leave the source's
+	// copy frozen for good. (A source that had not frozen it yet has nothing to thaw: that is no error.)
+	if err := nodes.Abort(ctx, job); err != nil {
+		return "", fmt.Errorf("dropping what %s received: %w", job.Target, err)
+	}
+	if err := nodes.Finish(ctx, job, false); err != nil {
+		return "", fmt.Errorf("thawing %s on %s: %w", job.Container, job.Source, err)
+	}
 	msg := "the leader changed during the migration; rolled back by the new leader"
 	if err := rec.Record(ctx, job, StateRolledBack, msg); err != nil {
 		return "", err

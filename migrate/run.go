@@ -17,7 +17,13 @@ const (
 	StateCommitted  = "committed"
 	StateRolledBack = "rolled-back"
 	StateFailed     = "failed"
+	// StateUnsettled is a report's outcome only (never recorded): the job stays open for Recover.
+	StateUnsettled = "unsettled"
 )
+
+// commitTries bounds the attempts at recording a commit whose outcome was uncertain (Options.RetryWait apart:
+// a new leader is usually elected within a few seconds).
+const commitTries = 5
 
 // Options modify Run.
 type Options struct {
@@ -25,7 +31,9 @@ type Options struct {
 	Progress func(Progress)
 	// StepTimeout bounds each step; zero means 10 minutes.
 	StepTimeout time.Duration
-	Logger      *slog.Logger
+	// RetryWait is the wait before recording a commit of unknown outcome again; zero means a second.
+	RetryWait time.Duration
+	Logger    *slog.Logger
 }
 
 // Run carries out a stop-copy migration and returns its report. A failure before the target runs the
@@ -33,6 +41,9 @@ type Options struct {
 func Run(ctx context.Context, job Job, nodes Nodes, rec Recorder, opts Options) (*Report, error) {
 	if opts.StepTimeout == 0 {
 		opts.StepTimeout = 10 * time.Minute
+	}
+	if opts.RetryWait == 0 {
+		opts.RetryWait = time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -114,12 +125,26 @@ func (r *runner) run(ctx context.Context) error {
 	return r.commit(ctx)
 }
 
-// commit flips the placement in raft, then lets the source drop its frozen copy. If raft cannot take the
-// commit, the target's copy is the one that must go: the source's is still authoritative.
+// commit flips the placement in raft, then lets the source drop its frozen copy. If raft refuses the commit,
+// the target's copy is the one that must go: the source's is still authoritative. If it cannot tell whether
+// the commit was taken (ErrUncertain), it tries again (committing twice is committing once); if it still
+// cannot tell, neither copy may go: a roll-back after a commit that was taken would leave the container on no
+// node. The job then stays open, the source's copy frozen and the target's running, for Recover.
 func (r *runner) commit(ctx context.Context) error {
 	j := r.job
-	if err := r.record(ctx, StateCommitted, ""); err != nil {
-		r.opts.Logger.Error("could not record the commit; stopping the target's copy and thawing the source's", "job", j.ID, "err", err)
+	err := r.record(ctx, StateCommitted, "")
+	for try := 1; errors.Is(err, ErrUncertain) && try < commitTries; try++ {
+		r.opts.Logger.Warn("recording the commit: outcome unknown; trying again", "job", j.ID, "err", err)
+		time.Sleep(r.opts.RetryWait)
+		err = r.record(ctx, StateCommitted, "")
+	}
+	switch {
+	case errors.Is(err, ErrUncertain):
+		r.rep.FailedStep = "commit"
+		return r.unsettled(fmt.Errorf("recording the move in the cluster state: %w", err),
+			fmt.Sprintf("%s runs it, and its frozen copy stays on %s", j.Target, j.Source))
+	case err != nil:
+		r.opts.Logger.Error("the commit was refused; stopping the target's copy and thawing the source's", "job", j.ID, "err", err)
 		r.rep.FailedStep = "commit"
 		return r.fail(ctx, fmt.Errorf("recording the move in the cluster state: %w", err), true)
 	}
@@ -148,17 +173,27 @@ func (r *runner) fail(ctx context.Context, cause error, sourceFrozen bool) error
 			errs = append(errs, fmt.Errorf("thawing on %s: %w", j.Source, err))
 		}
 	}
-	state := StateRolledBack
 	if len(errs) > 0 {
-		state = StateFailed
+		// Recorded as over, the job would leave the source's copy frozen (or the target's running) for good:
+		// it stays open, and the leader's recovery finishes the roll-back (or commits, if the target runs it).
 		cause = fmt.Errorf("%w (and the roll-back had trouble: %v)", cause, errors.Join(errs...))
+		return r.unsettled(cause, "the roll-back is finished by the leader's recovery")
 	}
-	if err := r.record(bctx, state, cause.Error()); err != nil {
+	if err := r.record(bctx, StateRolledBack, cause.Error()); err != nil {
 		r.opts.Logger.Error("could not record the roll-back", "job", j.ID, "err", err)
 	}
-	r.rep.Outcome, r.rep.Error = state, cause.Error()
-	r.phase(state, 0)
+	r.rep.Outcome, r.rep.Error = StateRolledBack, cause.Error()
+	r.phase(StateRolledBack, 0)
 	return fmt.Errorf("%w: %w; container %s goes on on %s", ErrRolledBack, cause, j.Container, j.Source)
+}
+
+// unsettled ends a migration that must be settled by Recover (see ErrUnsettled); where says what runs where.
+func (r *runner) unsettled(cause error, where string) error {
+	j := r.job
+	r.opts.Logger.Error("migration left open for the leader's recovery", "job", j.ID, "err", cause)
+	r.rep.Outcome, r.rep.Error = StateUnsettled, cause.Error()
+	r.phase(StateUnsettled, 0)
+	return fmt.Errorf("%w: %w; %s; job %s stays open until the leader settles it", ErrUnsettled, cause, where, j.ID)
 }
 
 func (r *runner) record(ctx context.Context, state, msg string) error {

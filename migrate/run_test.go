@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -65,14 +66,23 @@ func (f *fakeNodes) Running(_ context.Context, node, _ string) (bool, error) {
 type fakeRecorder struct {
 	states []string
 	failOn string
+	// uncertain: the failures are of unknown outcome (ErrUncertain), not refusals; times: only the first
+	// that many writes of failOn fail (0: all).
+	uncertain bool
+	times     int
+	failed    int
 }
 
 func (r *fakeRecorder) Record(_ context.Context, _ Job, state, _ string) error {
 	r.states = append(r.states, state)
-	if state == r.failOn {
-		return errors.New("raft said no")
+	if state != r.failOn || (r.times > 0 && r.failed >= r.times) {
+		return nil
 	}
-	return nil
+	r.failed++
+	if r.uncertain {
+		return fmt.Errorf("%w: waiting for the commit: context deadline exceeded", ErrUncertain)
+	}
+	return errors.New("raft said no")
 }
 
 func TestRun(t *testing.T) {
@@ -81,30 +91,38 @@ func TestRun(t *testing.T) {
 		name       string
 		failAt     string
 		failRecord string
+		uncertain  bool
+		times      int
 		outcome    string
 		calls      string
 		states     string
 	}{
-		{"success", "", "", StateCommitted,
+		{"success", "", "", false, 0, StateCommitted,
 			"image prepare dump restore finish-commit", "dumping restoring committed"},
-		{"image fails", "image", "", StateRolledBack,
+		{"image fails", "image", "", false, 0, StateRolledBack,
 			"image abort", "rolled-back"},
-		{"prepare fails", "prepare", "", StateRolledBack,
+		{"prepare fails", "prepare", "", false, 0, StateRolledBack,
 			"image prepare abort", "rolled-back"},
-		{"dump fails", "dump", "", StateRolledBack,
+		{"dump fails", "dump", "", false, 0, StateRolledBack,
 			"image prepare dump abort finish-rollback", "dumping rolled-back"},
-		{"restore fails", "restore", "", StateRolledBack,
+		{"restore fails", "restore", "", false, 0, StateRolledBack,
 			"image prepare dump restore abort finish-rollback", "dumping restoring rolled-back"},
-		{"commit cannot be recorded", "", StateCommitted, StateRolledBack,
+		{"commit refused", "", StateCommitted, false, 0, StateRolledBack,
 			"image prepare dump restore abort finish-rollback", "dumping restoring committed rolled-back"},
-		{"roll-back has trouble", "finish-rollback", StateRestoring, StateFailed,
-			"image prepare dump abort finish-rollback", "dumping restoring failed"},
+		{"commit of unknown outcome, taken when tried again", "", StateCommitted, true, 2, StateCommitted,
+			"image prepare dump restore finish-commit", "dumping restoring committed committed committed"},
+		// Neither copy may go: the commit may have been taken. The job stays open for Recover.
+		{"commit of unknown outcome, for good", "", StateCommitted, true, 0, StateUnsettled,
+			"image prepare dump restore", "dumping restoring committed committed committed committed committed"},
+		// Recorded as over, the job would leave the source frozen for good: it stays open for Recover.
+		{"roll-back has trouble", "finish-rollback", StateRestoring, false, 0, StateUnsettled,
+			"image prepare dump abort finish-rollback", "dumping restoring"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			nodes := &fakeNodes{failAt: tt.failAt, running: map[string]bool{job.Source: true}}
-			rec := &fakeRecorder{failOn: tt.failRecord}
-			rep, err := Run(context.Background(), job, nodes, rec, Options{})
+			rec := &fakeRecorder{failOn: tt.failRecord, uncertain: tt.uncertain, times: tt.times}
+			rep, err := Run(context.Background(), job, nodes, rec, Options{RetryWait: time.Millisecond})
 			if rep.Outcome != tt.outcome {
 				t.Fatalf("outcome %q, want %q (err %v)", rep.Outcome, tt.outcome, err)
 			}
@@ -117,6 +135,21 @@ func TestRun(t *testing.T) {
 				}
 				if rep.BytesRaw != 110 || rep.BytesSent != 105 || rep.Downtime <= 0 {
 					t.Fatalf("report figures: %+v", rep)
+				}
+				return
+			}
+			if tt.outcome == StateUnsettled {
+				if !errors.Is(err, ErrUnsettled) || errors.Is(err, ErrRolledBack) {
+					t.Fatalf("error %v does not wrap ErrUnsettled (only)", err)
+				}
+				if got := strings.Join(nodes.calls, " "); got != tt.calls {
+					t.Fatalf("calls %q, want %q", got, tt.calls)
+				}
+				if got := strings.Join(rec.states, " "); got != tt.states {
+					t.Fatalf("recorded %q, want %q", got, tt.states)
+				}
+				if nodes.running[job.Source] {
+					t.Fatalf("an unsettled migration must keep the source's copy frozen: %v", nodes.running)
 				}
 				return
 			}
@@ -162,6 +195,23 @@ func TestRecover(t *testing.T) {
 		}
 		if nodes.running[job.Target] == nodes.running[job.Source] {
 			t.Fatalf("after recovery the container must run in exactly one place: %v", nodes.running)
+		}
+	}
+}
+
+// A roll-back that cannot reach a node leaves the job open (to be tried again), never recorded as over with
+// the source's copy still frozen.
+func TestRecoverKeepsTheJobOpenUntilTheRollBackIsDone(t *testing.T) {
+	job := Job{ID: "j1", Container: "np", Source: "vg-1", Target: "vg-2"}
+	for _, broken := range []string{"abort", "finish-rollback"} {
+		nodes := &fakeNodes{failAt: broken, running: map[string]bool{}}
+		rec := &fakeRecorder{}
+		if got, err := Recover(context.Background(), job, nodes, rec); err == nil || got != "" || len(rec.states) != 0 {
+			t.Fatalf("%s broken: recovered as %q, err %v, recorded %v; want an error and nothing recorded", broken, got, err, rec.states)
+		}
+		nodes.failAt = ""
+		if got, err := Recover(context.Background(), job, nodes, rec); err != nil || got != StateRolledBack || !nodes.running[job.Source] {
+			t.Fatalf("%s mended: recovered as %q, err %v, source runs %v", broken, got, err, nodes.running[job.Source])
 		}
 	}
 }

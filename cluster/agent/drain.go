@@ -319,7 +319,7 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 	d.save(ctx, i, it)
 	d.emit(api.DrainEvent{Container: it.Container, Target: job.Target, Phase: "planned", Message: fmt.Sprintf("attempt %d", it.Attempts)})
 	rep, err := d.a.runMigration(context.WithoutCancel(ctx), job, func(p migrate.Progress) {
-		if p.Phase == migrate.StateCommitted || p.Phase == migrate.StateRolledBack || p.Phase == migrate.StateFailed {
+		if p.Phase == migrate.StateCommitted || p.Phase == migrate.StateRolledBack || p.Phase == migrate.StateFailed || p.Phase == migrate.StateUnsettled {
 			return // the drain's own event follows, with the outcome
 		}
 		d.emit(api.DrainEvent{Container: it.Container, Target: job.Target, Phase: p.Phase, Bytes: p.Bytes})

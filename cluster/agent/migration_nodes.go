@@ -127,6 +127,9 @@ type raftRecorder struct{ s *cluster.Store }
 
 func (r raftRecorder) Record(ctx context.Context, j migrate.Job, state, msg string) error {
 	_, err := r.s.Apply(ctx, &cluster.UpdateMigration{ID: j.ID, State: cluster.JobState(state), Error: msg})
+	if err != nil && !cluster.Rejected(err) {
+		return fmt.Errorf("%w: %w", migrate.ErrUncertain, err)
+	}
 	return err
 }
 
