@@ -61,6 +61,7 @@ func (a *Agent) Checkpoint(ctx context.Context, name string, opts CheckpointOpti
 	rep, err := a.finishCheckpoint(ctx, e, pend, opts, ph)
 	if err != nil {
 		pend.Abort()
+		a.afterFailedDump(context.WithoutCancel(ctx), e) // thawed, it goes on
 		return nil, err
 	}
 	rep.Frozen, rep.Took = frozen, time.Since(ph.start)
@@ -73,16 +74,21 @@ func (a *Agent) dump(ctx context.Context, e *entry, pend *checkpoint.Pending, op
 	c := e.snapshot()
 	name := c.Config.Name
 	// The container is frozen for the dump by the agent, not by CRIU, so that its own tmpfs and its writable
-	// layer are captured while nothing of it runs; without LeaveRunning it is killed while still frozen, as
-	// after a migration, once all of it is captured (if anything fails before, it goes on).
+	// layer are captured while nothing of it runs. Without LeaveRunning it is left frozen: the caller stops it
+	// (stopFrozen) once the checkpoint is complete and its manifest written, or thaws it if that fails, so
+	// that a checkpoint that could not be finished (a full disk) does not cost the container.
 	ro := runtime.CheckpointOptions{ImagePath: pend.ImagesDir(), WorkPath: pend.LogsDir(), LeaveRunning: true}
 	start := time.Now()
 	ph.phase("freezing", "")
 	if err := a.pause(ctx, name); err != nil {
 		return 0, fmt.Errorf("freezing %s: %w", name, err)
 	}
-	// Thawed at the end (killed, without LeaveRunning, it then ends).
-	defer func() { _ = a.resume(context.WithoutCancel(ctx), name) }()
+	thaw := true
+	defer func() {
+		if thaw {
+			_ = a.resume(context.WithoutCancel(ctx), name)
+		}
+	}()
 	ph.phase("dumping", "CRIU dumps the container's memory and state")
 	tmpfs := make(chan error, 1)
 	go func() { tmpfs <- captureTmpfs(ctx, c.Pid, pend.Dir) }()
@@ -98,13 +104,21 @@ func (a *Agent) dump(ctx context.Context, e *entry, pend *checkpoint.Pending, op
 	if err := writeDiff(ctx, e.upperDir(c.Generation), pend.DiffPath()); err != nil {
 		return 0, err
 	}
-	if !opts.LeaveRunning {
-		// The pending SIGKILL ends every process as soon as the cgroup thaws, before any of them runs again.
-		if err := a.runc.Kill(ctx, name, syscall.SIGKILL, true); err != nil {
-			return 0, fmt.Errorf("stopping %s after its dump: %w", name, err)
-		}
-	}
+	thaw = opts.LeaveRunning
 	return time.Since(start), nil
+}
+
+// stopFrozen ends a container that a dump left frozen: the pending SIGKILL ends every process as soon as the
+// cgroup thaws, before any of them runs again. If the kill fails, the container is thawed and goes on.
+func (a *Agent) stopFrozen(ctx context.Context, name string) error {
+	err := a.runc.Kill(ctx, name, syscall.SIGKILL, true)
+	if rerr := a.resume(context.WithoutCancel(ctx), name); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("stopping %s after its dump: %w", name, err)
+	}
+	return nil
 }
 
 func writeDiff(ctx context.Context, upper, dest string) error {
@@ -148,12 +162,19 @@ func (a *Agent) finishCheckpoint(ctx context.Context, e *entry, pend *checkpoint
 	}
 	a.markLazy(pend.ImagesDir(), c.Config.Name)
 	ph.phase("manifest", "hashing the checkpoint's files")
+	if a.cfg.Fault("break-manifest") {
+		return nil, fmt.Errorf("writing the checkpoint's manifest: %w", errInjected)
+	}
 	ck, m, err := pend.Finish(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if !opts.LeaveRunning {
-		// CRIU killed the container after the dump; its shim ends with it.
+		if err := a.stopFrozen(ctx, c.Config.Name); err != nil {
+			_ = os.RemoveAll(ck.Dir)
+			return nil, err
+		}
+		// Its shim ends with it.
 		waitFor(ctx, c.ShimPid, 5*time.Second)
 		a.release(context.WithoutCancel(ctx), e)
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,12 +43,16 @@ type Config struct {
 	// Logger receives the agent's log. Nil means slog.Default().
 	Logger *slog.Logger
 	// Faults names failures to inject, for tests of the failure paths (empty in real use):
-	// "break-restore" damages a migrated checkpoint's inventory after it was checked, so CRIU's restore fails.
+	// "break-restore" damages a migrated checkpoint's inventory after it was checked, so CRIU's restore fails;
+	// "break-manifest" fails every checkpoint and snapshot after CRIU's dump, where their manifest is written.
 	Faults []string
 }
 
 // Fault reports whether the named fault is to be injected.
 func (c *Config) Fault(name string) bool { return slices.Contains(c.Faults, name) }
+
+// errInjected is the cause of a failure injected by Config.Faults.
+var errInjected = errors.New("a failure injected for a test (--fault)")
 
 // DefaultLazyHold is Config.LazyHold's default: a clone's first requests, and the restores of clones started
 // beside it, get the cores before the copying of hundreds of megabytes does.

@@ -132,13 +132,26 @@ func (a *Agent) Snapshot(ctx context.Context, name string, opts SnapshotOptions,
 	var m *checkpoint.Manifest
 	if err == nil {
 		ph.phase("manifest", "hashing the snapshot's files")
-		ck, m, err = pend.Finish(ctx)
+		if a.cfg.Fault("break-manifest") {
+			err = fmt.Errorf("writing the snapshot's manifest: %w", errInjected)
+		} else {
+			ck, m, err = pend.Finish(ctx)
+		}
 	}
-	a.afterSnapshot(context.WithoutCancel(ctx), e, opts.Stop)
 	if err != nil {
+		// With Stop it is still frozen: thawed, it goes on, and no snapshot is left.
 		pend.Abort()
+		a.afterFailedDump(context.WithoutCancel(ctx), e)
 		return nil, err
 	}
+	if opts.Stop {
+		if err := a.stopFrozen(ctx, name); err != nil {
+			_ = os.RemoveAll(ck.Dir)
+			a.afterFailedDump(context.WithoutCancel(ctx), e)
+			return nil, err
+		}
+	}
+	a.afterSnapshot(context.WithoutCancel(ctx), e, opts.Stop)
 	a.verified.set(ck.ID, true)
 	if opts.Template && a.lazyOK() {
 		a.spares.prepare(ck)

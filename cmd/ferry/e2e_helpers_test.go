@@ -99,6 +99,7 @@ type testAgent struct {
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	done    chan struct{}
+	flags   []string // given to every start of `ferry agent`, after the usual ones
 }
 
 var agentSeq int
@@ -106,7 +107,7 @@ var agentSeqMu sync.Mutex
 
 // startAgent starts `ferry agent` on a new data dir and registers its cleanup: every container it ran is
 // removed, runc's records deleted, mounts undone and cgroups removed, even when the test failed.
-func startAgent(t *testing.T) *testAgent {
+func startAgent(t *testing.T, flags ...string) *testAgent {
 	t.Helper()
 	requireHost(t)
 	build(t)
@@ -118,7 +119,7 @@ func startAgent(t *testing.T) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &testAgent{t: t, name: name, dataDir: dir}
+	a := &testAgent{t: t, name: name, dataDir: dir, flags: flags}
 	a.start()
 	t.Cleanup(func() { a.cleanup() })
 	return a
@@ -127,7 +128,7 @@ func startAgent(t *testing.T) *testAgent {
 func (a *testAgent) start() {
 	a.t.Helper()
 	a.log = &bytes.Buffer{}
-	a.cmd = exec.Command(bins.ferry, "agent", "--name", a.name, "--data-dir", a.dataDir, "--bind", "127.0.0.1:0", "--fast-failover")
+	a.cmd = exec.Command(bins.ferry, append([]string{"agent", "--name", a.name, "--data-dir", a.dataDir, "--bind", "127.0.0.1:0", "--fast-failover"}, a.flags...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := a.cmd.Start(); err != nil {

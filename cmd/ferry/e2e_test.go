@@ -155,6 +155,42 @@ func TestCheckpointLeaveRunning(t *testing.T) {
 	}
 }
 
+// A checkpoint or snapshot that stops its container but cannot be finished after CRIU's dump (its manifest
+// cannot be written: an injected fault) costs nothing: the container, frozen until then, goes on counting,
+// and nothing of the checkpoint is left.
+func TestStoppingDumpThatCannotFinishKeepsTheContainer(t *testing.T) {
+	a := startAgent(t, "--fault", "break-manifest")
+	a.importBusybox()
+	a.must("run", "--name", "np", "busybox", "--", "sh", "-c", numberPrinter)
+	a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= 5 })
+	for _, args := range [][]string{{"checkpoint", "np"}, {"snapshot", "create", "np", "--stop"}} {
+		if r := a.ferry(args...); r.code == 0 || !strings.Contains(r.stderr, "injected") {
+			t.Fatalf("ferry %s with a broken manifest: exit %d, stderr %q; want a failure naming the injected fault", strings.Join(args, " "), r.code, r.stderr)
+		}
+		var list []node.Container
+		if err := json.Unmarshal([]byte(a.must("ps", "-o", "json")), &list); err != nil || len(list) != 1 || list[0].State != node.StateRunning {
+			t.Fatalf("after a failed ferry %s: ps %+v (%v), want np running", strings.Join(args, " "), list, err)
+		}
+		n := len(a.waitLog("np", 5*time.Second, func(l []string) bool { return true }))
+		checkSequence(t, a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= n+3 }))
+	}
+	if out := a.must("snapshot", "ls", "-o", "json"); strings.Contains(out, "\"id\"") {
+		t.Fatalf("a snapshot is listed after the failed one:\n%s", out)
+	}
+	for _, sub := range []string{"checkpoints", "snapshots"} {
+		entries, _ := os.ReadDir(filepath.Join(a.dataDir, sub))
+		for _, e := range entries {
+			if sub == "snapshots" || e.Name() != "np" {
+				t.Fatalf("left behind in the data dir: %s/%s", sub, e.Name())
+			}
+			if inner, _ := os.ReadDir(filepath.Join(a.dataDir, sub, e.Name())); len(inner) > 0 {
+				t.Fatalf("left behind in the data dir: %s/np/%s", sub, inner[0].Name())
+			}
+		}
+	}
+	a.must("stop", "--time", "1s", "np")
+}
+
 func TestExecStopAndRemove(t *testing.T) {
 	a := startAgent(t)
 	a.importBusybox()
