@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ferryhq/ferry/cluster"
 	"github.com/ferryhq/ferry/migrate"
+	"github.com/ferryhq/ferry/node"
 	"github.com/ferryhq/ferry/node/api"
 )
 
@@ -395,6 +397,11 @@ func (d *drainRun) force(ctx context.Context, i int, it cluster.DrainItem, why s
 		d.emit(api.DrainEvent{Container: it.Container, Phase: phase, Message: detail})
 	})
 	if err != nil {
+		if running, known := d.runsOnNode(sctx, it.Container); known && !running {
+			// The dump stopped it and a later step failed (recording the snapshot, or its answer was lost).
+			return d.leave(ctx, i, it, fmt.Sprintf("%s; --force: the snapshot failed after it stopped the container (%v); it is stopped on %s, and its snapshot's data, if any, stays there",
+				why, err, d.node), slog.LevelError, "a container was stopped by a snapshot that failed (drain --force)")
+		}
 		return d.stays(ctx, i, it, fmt.Sprintf("%s; --force: the snapshot failed, so it was not stopped (%v)", why, err))
 	}
 	id := res.Snapshot.ID
@@ -408,6 +415,15 @@ func (d *drainRun) force(ctx context.Context, i int, it cluster.DrainItem, why s
 	d.a.log.Warn("a container that could not move was snapshotted and stopped (drain --force)", "drain", d.id,
 		"container", it.Container, "snapshot", id, "copies", res.Snapshot.Copies, "why", why)
 	return false
+}
+
+// runsOnNode asks the drained node whether it runs container name; known is false when it cannot tell.
+func (d *drainRun) runsOnNode(ctx context.Context, name string) (running, known bool) {
+	var c node.Container
+	if err := d.a.router.call(ctx, d.node, "GET", "/v1/containers/"+name, nil, &c); err != nil {
+		return false, errors.Is(err, node.ErrNotFound)
+	}
+	return c.State == node.StateRunning, true
 }
 
 // stays records that item i keeps running on the drained node, and why.
