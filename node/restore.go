@@ -168,6 +168,7 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	}
 	if err != nil {
 		lp.Stop()
+		shim.Discard() // if a.start failed before handing it its container (nothing once it was used)
 		_ = e.update(func(c *Container) { c.Config, c.Generation, c.State = old.Config, old.Generation, old.State })
 		_ = os.RemoveAll(e.genDir(gen))
 		return 0, fmt.Errorf("CRIU could not restore %s from checkpoint %s: %w%s; the container is left %s",

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -50,9 +49,7 @@ func TestLazyPagesAhead(t *testing.T) {
 	if err := lp.Wait(ctx); err != nil {
 		t.Fatalf("the daemon did not serve every page: %v", err)
 	}
-	if err := syscall.Kill(restored, 0); err != nil {
-		t.Fatalf("the restored process %d is gone: %v", restored, err)
-	}
+	runsOn(t, restored, "after the copy")
 
 	// Fed a directory without a checkpoint: an error naming what is missing.
 	lp2, err := LaunchLazyPagesAhead(Exec{}, filepath.Join(dir, "work2"), 0)

@@ -106,6 +106,9 @@ func (lp *LazyPages) Pid() int { return lp.cmd.Process.Pid }
 // and a thread's nice value orders it only within its session: the daemon runs in a session of its own, whose
 // nice value is what counts against the containers and the agent.
 func (lp *LazyPages) SetNice(nice int) error {
+	if lp.Exited() {
+		return nil // reaped: its pid may be another process's now
+	}
 	SetSessionNice(lp.cmd.Process.Pid, nice)
 	return syscall.Setpriority(syscall.PRIO_PROCESS, lp.cmd.Process.Pid, nice)
 }

@@ -19,17 +19,39 @@ func startVictim(ctx context.Context, t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim := exec.Command("unshare", "--pid", "--fork", "--kill-child", "setsid", sleepPath, "600")
+	// Not --kill-child: the parent-death signal it sets would be restored by CRIU with the process, which
+	// would then die as soon as the restoring CRIU exits.
+	victim := exec.Command("unshare", "--pid", "--fork", "setsid", sleepPath, "600")
 	victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL); _ = victim.Wait() })
 	pid, err := waitChild(ctx, victim.Process.Pid)
+	t.Cleanup(func() {
+		if pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL) // the namespace's first process: the namespace ends with it
+		}
+		_ = syscall.Kill(-victim.Process.Pid, syscall.SIGKILL)
+		_ = victim.Wait()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// runsOn fails the test unless process pid exists and is not a zombie (a process that was killed but not
+// yet reaped still answers signal 0).
+func runsOn(t *testing.T, pid int, when string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatalf("%s: the restored process %d is gone: %v", when, pid, err)
+	}
+	// The state follows the command's closing parenthesis.
+	if i := strings.LastIndexByte(string(b), ')'); i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X' {
+		t.Fatalf("%s: the restored process %d has ended: %s", when, pid, b)
+	}
 }
 
 // lazyRestore restores the checkpoint in images with `criu restore --lazy-pages` in work (where its daemon,

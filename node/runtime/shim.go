@@ -191,7 +191,11 @@ func RunShim(cfg ShimConfig) error {
 			return shimFail(ready, err)
 		}
 		// After the container's end (or a failed restore) the daemon has nothing to wait for.
-		defer func() { _ = relay.Close() }()
+		defer func() {
+			if err := relay.Close(); err != nil {
+				fmt.Fprintf(os.Stderr, "ferry shim: relaying the restore to its lazy-pages daemon: %v\n", err)
+			}
+		}()
 	}
 	runErr := startWithRunc(cfg, outW, errW)
 	outW.Close()
