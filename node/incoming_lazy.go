@@ -89,9 +89,9 @@ func (el *earlyLazy) starter(a *Agent, ck *checkpoint.Checkpoint) lazyStart {
 			el.err = el.lp.Feed(ctx, ck.ImagesDir())
 		}
 		if el.err == nil && !el.lp.Exited() {
-			_ = os.Remove(filepath.Join(el.work, earlyLazyPidFile))
 			if err := os.RemoveAll(work); err == nil {
 				if err := os.Rename(el.work, work); err == nil {
+					_ = os.Remove(filepath.Join(work, earlyLazyPidFile))
 					el.lp.Moved(work)
 					return el.lp, nil, nil
 				}

@@ -301,10 +301,11 @@ func (s *lazySpares) take(ctx context.Context, id, work string) (*criu.LazyPages
 			sp.stop()
 			continue
 		}
-		_ = os.Remove(filepath.Join(sp.work, sparePidFile))
 		if err := os.RemoveAll(work); err == nil {
 			err = os.Rename(sp.work, work)
 			if err == nil {
+				// Out of the spares' directory, the restore's: its pid file is no spare's any more.
+				_ = os.Remove(filepath.Join(work, sparePidFile))
 				sp.lp.Moved(work)
 				if sp.shim != nil {
 					sp.shim.Boost()
@@ -356,8 +357,11 @@ func (s *lazySpares) refill(ck *checkpoint.Checkpoint) {
 				s.log.Warn("starting a spare lazy-pages daemon", "snapshot", ck.ID, "err", sp.err)
 			}
 			s.forget(ck.ID, sp)
+			sp.stop() // a daemon that started but does not listen, and its directory
 			return
 		}
+		// The spare is ready (the tests wait for this file): an agent that ends from here on leaves a daemon
+		// that the next one finds by it.
 		_ = os.WriteFile(filepath.Join(sp.work, sparePidFile), []byte(strconv.Itoa(sp.lp.Pid())), 0o600)
 	})
 }
