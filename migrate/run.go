@@ -61,6 +61,8 @@ type runner struct {
 	opts  Options
 	start time.Time
 	rep   *Report
+	// restoreAsked: the target was asked to restore, so it may run the container.
+	restoreAsked bool
 }
 
 func (r *runner) phase(name string, bytes int64) {
@@ -111,6 +113,7 @@ func (r *runner) run(ctx context.Context) error {
 		return r.fail(ctx, err, true)
 	}
 	r.phase("restoring", r.rep.BytesRaw)
+	r.restoreAsked = true
 	var res *RestoreResult
 	err = r.step(ctx, "restore", func(ctx context.Context) (err error) {
 		res, err = r.nodes.Restore(ctx, j, dump)
@@ -160,30 +163,35 @@ func (r *runner) commit(ctx context.Context) error {
 }
 
 // fail rolls back: the target drops what it has (and a copy it may already run), the source thaws.
+//
+// When the target could not be told to drop a copy it may run (the restore was asked for), the source's copy
+// must not thaw, and when the source could not be thawed, the job must not be recorded as over (its copy
+// would stay frozen for good): in both cases the job stays open, and the leader's recovery finishes the
+// roll-back (or commits, if the target runs the container). A target that could not be told to drop what it
+// received before any restore runs nothing: the source thaws, and the job ends as failed.
 func (r *runner) fail(ctx context.Context, cause error, sourceFrozen bool) error {
 	j := r.job
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.StepTimeout)
 	defer cancel()
-	var errs []error
+	state := StateRolledBack
 	if err := r.nodes.Abort(bctx, j); err != nil {
-		errs = append(errs, fmt.Errorf("target %s: %w", j.Target, err))
+		cause = fmt.Errorf("%w (and %s could not be told to drop what it has: %v)", cause, j.Target, err)
+		if r.restoreAsked {
+			return r.unsettled(cause, fmt.Sprintf("%s may run it, so its frozen copy stays on %s", j.Target, j.Source))
+		}
+		state = StateFailed
 	}
 	if sourceFrozen {
 		if err := r.nodes.Finish(bctx, j, false); err != nil {
-			errs = append(errs, fmt.Errorf("thawing on %s: %w", j.Source, err))
+			cause = fmt.Errorf("%w (and thawing it on %s failed: %v)", cause, j.Source, err)
+			return r.unsettled(cause, "the roll-back is finished by the leader's recovery")
 		}
 	}
-	if len(errs) > 0 {
-		// Recorded as over, the job would leave the source's copy frozen (or the target's running) for good:
-		// it stays open, and the leader's recovery finishes the roll-back (or commits, if the target runs it).
-		cause = fmt.Errorf("%w (and the roll-back had trouble: %v)", cause, errors.Join(errs...))
-		return r.unsettled(cause, "the roll-back is finished by the leader's recovery")
-	}
-	if err := r.record(bctx, StateRolledBack, cause.Error()); err != nil {
+	if err := r.record(bctx, state, cause.Error()); err != nil {
 		r.opts.Logger.Error("could not record the roll-back", "job", j.ID, "err", err)
 	}
-	r.rep.Outcome, r.rep.Error = StateRolledBack, cause.Error()
-	r.phase(StateRolledBack, 0)
+	r.rep.Outcome, r.rep.Error = state, cause.Error()
+	r.phase(state, 0)
 	return fmt.Errorf("%w: %w; container %s goes on on %s", ErrRolledBack, cause, j.Container, j.Source)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,13 +17,14 @@ type fakeNodes struct {
 	failAt  string
 	calls   []string
 	running map[string]bool // node -> runs the container
+	away    string          // a node that cannot be asked (Running fails)
 }
 
 func (f *fakeNodes) call(name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, name)
-	if f.failAt == name {
+	if slices.Contains(strings.Split(f.failAt, ","), name) {
 		return errors.New(name + " broke")
 	}
 	return nil
@@ -60,6 +62,9 @@ func (f *fakeNodes) Abort(_ context.Context, j Job) error {
 	return f.call("abort")
 }
 func (f *fakeNodes) Running(_ context.Context, node, _ string) (bool, error) {
+	if node == f.away {
+		return false, errors.New(node + " does not answer")
+	}
 	return f.running[node], nil
 }
 
@@ -115,8 +120,14 @@ func TestRun(t *testing.T) {
 		{"commit of unknown outcome, for good", "", StateCommitted, true, 0, StateUnsettled,
 			"image prepare dump restore", "dumping restoring committed committed committed committed committed"},
 		// Recorded as over, the job would leave the source frozen for good: it stays open for Recover.
-		{"roll-back has trouble", "finish-rollback", StateRestoring, false, 0, StateUnsettled,
-			"image prepare dump abort finish-rollback", "dumping restoring"},
+		{"thaw fails", "restore,finish-rollback", "", false, 0, StateUnsettled,
+			"image prepare dump restore abort finish-rollback", "dumping restoring"},
+		// The target may run it: the source's copy must not thaw.
+		{"target cannot be told to drop what it restored", "restore,abort", "", false, 0, StateUnsettled,
+			"image prepare dump restore abort", "dumping restoring"},
+		// Nothing was restored: the source thaws, the job ends (failed, for the target's trouble).
+		{"target cannot be told to drop what it received", "dump,abort", "", false, 0, StateFailed,
+			"image prepare dump abort finish-rollback", "dumping failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,7 +193,7 @@ func TestRecover(t *testing.T) {
 	for _, targetRuns := range []bool{true, false} {
 		nodes := &fakeNodes{running: map[string]bool{job.Target: targetRuns}}
 		rec := &fakeRecorder{}
-		got, err := Recover(context.Background(), job, nodes, rec)
+		got, err := Recover(context.Background(), job, nodes, rec, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,13 +217,33 @@ func TestRecoverKeepsTheJobOpenUntilTheRollBackIsDone(t *testing.T) {
 	for _, broken := range []string{"abort", "finish-rollback"} {
 		nodes := &fakeNodes{failAt: broken, running: map[string]bool{}}
 		rec := &fakeRecorder{}
-		if got, err := Recover(context.Background(), job, nodes, rec); err == nil || got != "" || len(rec.states) != 0 {
+		if got, err := Recover(context.Background(), job, nodes, rec, false); err == nil || got != "" || len(rec.states) != 0 {
 			t.Fatalf("%s broken: recovered as %q, err %v, recorded %v; want an error and nothing recorded", broken, got, err, rec.states)
 		}
 		nodes.failAt = ""
-		if got, err := Recover(context.Background(), job, nodes, rec); err != nil || got != StateRolledBack || !nodes.running[job.Source] {
+		if got, err := Recover(context.Background(), job, nodes, rec, false); err != nil || got != StateRolledBack || !nodes.running[job.Source] {
 			t.Fatalf("%s mended: recovered as %q, err %v, source runs %v", broken, got, err, nodes.running[job.Source])
 		}
+	}
+}
+
+// A target that cannot be asked keeps the job open (and the source frozen) until it is gone for good; then
+// the job is rolled back without it.
+func TestRecoverWithoutAGoneTarget(t *testing.T) {
+	job := Job{ID: "j1", Container: "np", Source: "vg-1", Target: "vg-2"}
+	nodes := &fakeNodes{away: job.Target, running: map[string]bool{}}
+	rec := &fakeRecorder{}
+	if got, err := Recover(context.Background(), job, nodes, rec, false); err == nil || got != "" || len(rec.states) != 0 || nodes.running[job.Source] {
+		t.Fatalf("target away, not gone: recovered as %q, err %v, recorded %v, source runs %v; want an error and nothing done",
+			got, err, rec.states, nodes.running[job.Source])
+	}
+	got, err := Recover(context.Background(), job, nodes, rec, true)
+	if err != nil || got != StateRolledBack || !nodes.running[job.Source] || strings.Join(rec.states, " ") != StateRolledBack {
+		t.Fatalf("target gone: recovered as %q, err %v, recorded %v, source runs %v; want rolled back, the source thawed",
+			got, err, rec.states, nodes.running[job.Source])
+	}
+	if got := strings.Join(nodes.calls, " "); got != "finish-rollback" {
+		t.Fatalf("calls %q, want only the source's thaw", got)
 	}
 }
 

@@ -156,6 +156,20 @@ func (a *Agent) planMigration(req api.MigrateRequest) (migrate.Job, error) {
 	return migrate.Job{ID: checkpoint.NewID(time.Now()), Container: c.Name, Image: c.Image, Source: c.Node, Target: dst.Name, Mode: mode}, nil
 }
 
+// gone reports whether node name left the cluster, or has been dead for the fencing delay (then, if it is
+// only cut off, its self-fence has frozen what it runs that the cluster may settle elsewhere). Without
+// failover (a negative delay) nodes do not fence themselves, and only a node that left is gone.
+func (a *Agent) gone(st *cluster.State, name string) bool {
+	n, ok := st.Nodes[name]
+	switch {
+	case !ok:
+		return true
+	case a.cfg.FailoverDelay <= 0 || n.Status != cluster.StatusDead || n.DownSince.IsZero():
+		return false
+	}
+	return time.Since(n.DownSince) >= a.cfg.FailoverDelay
+}
+
 // recoverMigrations runs on a new leader: every unfinished migration a previous leader left is finished or
 // rolled back, so that the container ends up running in exactly one place.
 func (a *Agent) recoverMigrations(ctx context.Context) {
@@ -168,7 +182,7 @@ func (a *Agent) recoverMigrations(ctx context.Context) {
 			job.Image = c.Image
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		outcome, err := migrate.Recover(rctx, job, migrationNodes{a}, raftRecorder{a.store})
+		outcome, err := migrate.Recover(rctx, job, migrationNodes{a}, raftRecorder{a.store}, a.gone(a.store.State(), m.Target))
 		cancel()
 		if err != nil {
 			a.log.Error("could not finish a migration the previous leader left; will retry", "job", m.ID, "err", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferryhq/ferry/cluster"
 	"github.com/ferryhq/ferry/node"
 )
 
@@ -65,17 +66,27 @@ func canElectWithout(voters int, self bool) bool {
 	return others >= voters/2+1
 }
 
-// freezeProtected freezes the running containers that a failover would restore elsewhere.
+// freezeProtected freezes the running containers that a failover would restore elsewhere, and those that a
+// migration to this node restored here without its commit being known: the leader rolls such a migration
+// back without this node once it has been dead for the fencing delay (migrate.Recover), and the source's copy
+// then runs.
 func (a *Agent) freezeProtected(away time.Duration, frozen map[string]bool) {
 	st := a.store.State()
 	for _, c := range a.node.List() {
 		name := c.Config.Name
 		placed, ok := st.Containers[name]
-		if frozen[name] || c.State != node.StateRunning || !ok || placed.Node != a.cfg.Name || placed.Config.SnapshotEvery <= 0 {
+		if frozen[name] || c.State != node.StateRunning || !ok {
+			continue
+		}
+		why := fmt.Sprintf("frozen: this node has heard from no leader for %s; the cluster may restore it elsewhere from a snapshot (a copy must not run in two places)", away.Round(time.Second))
+		switch {
+		case incomingUnsettled(st, name, a.cfg.Name):
+			why = fmt.Sprintf("frozen: this node has heard from no leader for %s while the migration of this container here was not committed; the cluster may roll it back to its source (a copy must not run in two places)", away.Round(time.Second))
+		case placed.Node != a.cfg.Name || placed.Config.SnapshotEvery <= 0:
 			continue
 		}
 		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
-		err := a.node.Freeze(ctx, name, fmt.Sprintf("frozen: this node has heard from no leader for %s; the cluster may restore it elsewhere from a snapshot (a copy must not run in two places)", away.Round(time.Second)))
+		err := a.node.Freeze(ctx, name, why)
 		cancel()
 		if err != nil {
 			a.log.Error("cut off from the cluster, and could not freeze a container it may restore elsewhere", "container", name, "err", err)
@@ -87,6 +98,14 @@ func (a *Agent) freezeProtected(away time.Duration, frozen map[string]bool) {
 	}
 }
 
+// incomingUnsettled reports whether container name, restored here (self), is being migrated here by a job
+// that is not over: the cluster's state still places it on its source.
+func incomingUnsettled(st *cluster.State, name, self string) bool {
+	m := st.ActiveMigration(name)
+	c, ok := st.Containers[name]
+	return m != nil && m.Target == self && ok && c.Node != self
+}
+
 // thawAfterContact catches up with the cluster, removes what was restored elsewhere, and thaws the rest.
 func (a *Agent) thawAfterContact(frozen map[string]bool) {
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
@@ -95,7 +114,11 @@ func (a *Agent) thawAfterContact(frozen map[string]bool) {
 		return // not caught up yet: the containers stay frozen until it is
 	}
 	a.fenceOnce(ctx)
+	st := a.store.State()
 	for name := range frozen {
+		if incomingUnsettled(st, name, a.cfg.Name) {
+			continue // frozen until the leader settles its migration: committed, it runs here; rolled back, the fence removes it
+		}
 		delete(frozen, name)
 		if err := a.node.Thaw(ctx, name); err != nil {
 			a.log.Info("a container frozen while cut off is not thawed", "container", name, "why", err)
