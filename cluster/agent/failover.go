@@ -185,6 +185,12 @@ func (d *drainRun) restore(ctx context.Context, i int, it cluster.DrainItem) (ag
 	if m := st.ActiveMigration(c.Name); m != nil {
 		return d.waitMigration(ctx, m.ID) // a migration off the node when it died: its recovery ends it first
 	}
+	if it.State == cluster.JobRunning {
+		// An earlier run of this job (a previous leader) may have loaded it on its target.
+		if again, done := d.loadedOn(ctx, i, it); done {
+			return again
+		}
+	}
 	if it.Attempts >= drainAttempts {
 		return d.notRestored(ctx, i, it, fmt.Sprintf("%d restores failed (%s)", it.Attempts, it.Error))
 	}
@@ -207,11 +213,43 @@ func (d *drainRun) restore(ctx context.Context, i int, it cluster.DrainItem) (ag
 	if err == nil {
 		return d.restored(ctx, i, it, d.a.store.State())
 	}
+	if again, done := d.loadedOn(ctx, i, it); done {
+		return again
+	}
 	it.State, it.Error = cluster.JobPlanned, fmt.Sprintf("restoring on %s from snapshot %s failed: %v", target, sn.ID, err)
 	it.Tried = append(it.Tried, target)
 	d.save(ctx, i, it)
 	d.emit(api.DrainEvent{Container: it.Container, Target: target, Phase: "failed", Message: it.Error})
 	return true
+}
+
+// loadedOn handles item i when its target may run its container, loaded from its snapshot by a load whose
+// placement was not recorded (the load's answer or its raft write failed, or the leader that made it died):
+// another node must not load it too while that copy runs. If the target runs it, the placement is recorded
+// now (the item is restored), or, if that fails, the item is tried again later on the same target; done is
+// false when the target does not run it (or cannot say), and the caller goes on.
+func (d *drainRun) loadedOn(ctx context.Context, i int, it cluster.DrainItem) (again, done bool) {
+	st := d.a.store.State()
+	sn, ok := st.Snapshots[it.Snapshot]
+	if it.Target == "" || !ok {
+		return false, false
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if running, err := (migrationNodes{d.a}).Running(cctx, it.Target, it.Container); err != nil || !running {
+		return false, false
+	}
+	if _, err := d.a.placeLoaded(cctx, sn, it.Target); err != nil {
+		d.a.log.Warn("a failover's container runs on its target, but its placement could not be recorded; trying again", "container", it.Container, "target", it.Target, "err", err)
+		it.State, it.Error = cluster.JobRunning, fmt.Sprintf("loaded on %s, but its placement could not be recorded yet: %v", it.Target, err)
+		d.save(ctx, i, it)
+		select {
+		case <-ctx.Done():
+		case <-time.After(forceRetry):
+		}
+		return true, true
+	}
+	return d.restored(ctx, i, it, d.a.store.State()), true
 }
 
 // restored records that item i runs again on its target, from its snapshot, and what it lost.

@@ -106,6 +106,21 @@ func incomingUnsettled(st *cluster.State, name, self string) bool {
 	return m != nil && m.Target == self && ok && c.Node != self
 }
 
+// failoverPending reports whether a failover of node self (the cluster took it for dead) may still restore
+// container name elsewhere: its item is not over.
+func failoverPending(st *cluster.State, name, self string) bool {
+	d := st.ActiveDrain(self)
+	if d == nil || d.Reason != cluster.ReasonFailover {
+		return false
+	}
+	for _, it := range d.Items {
+		if it.Container == name && !it.State.Final() {
+			return true
+		}
+	}
+	return false
+}
+
 // thawAfterContact catches up with the cluster, removes what was restored elsewhere, and thaws the rest.
 func (a *Agent) thawAfterContact(frozen map[string]bool) {
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
@@ -116,8 +131,10 @@ func (a *Agent) thawAfterContact(frozen map[string]bool) {
 	a.fenceOnce(ctx)
 	st := a.store.State()
 	for name := range frozen {
-		if incomingUnsettled(st, name, a.cfg.Name) {
-			continue // frozen until the leader settles its migration: committed, it runs here; rolled back, the fence removes it
+		if incomingUnsettled(st, name, a.cfg.Name) || failoverPending(st, name, a.cfg.Name) {
+			// Frozen until the leader settles it: a migration here committed, or a failover that left it
+			// here, and it runs here; rolled back, or restored elsewhere, and the fence removes it.
+			continue
 		}
 		delete(frozen, name)
 		if err := a.node.Thaw(ctx, name); err != nil {

@@ -30,6 +30,16 @@ func TestIncomingUnsettledAndGone(t *testing.T) {
 			t.Errorf("%s: incomingUnsettled = %v, want %v", tt.name, got, tt.want)
 		}
 	}
+	st.Drains["f1"] = &cluster.DrainJob{ID: "f1", Node: "vg-2", Reason: cluster.ReasonFailover, State: cluster.JobRunning,
+		Items: []cluster.DrainItem{{Container: "np", State: cluster.JobRunning}, {Container: "mv", State: cluster.JobSkipped}}}
+	for _, tt := range []struct {
+		container, self string
+		want            bool
+	}{{"np", "vg-2", true}, {"mv", "vg-2", false}, {"np", "vg-1", false}} {
+		if got := failoverPending(st, tt.container, tt.self); got != tt.want {
+			t.Errorf("failoverPending(%s on %s) = %v, want %v", tt.container, tt.self, got, tt.want)
+		}
+	}
 	a := &Agent{cfg: Config{FailoverDelay: time.Minute}}
 	for _, tt := range []struct {
 		node string
