@@ -261,7 +261,7 @@ func (a *Agent) spreadSnapshot(ctx context.Context, sn *cluster.Snapshot, target
 		go func() {
 			defer close(c.done)
 			progress("copying", fmt.Sprintf("sending snapshot %s from %s to %s", sn.ID, from, t))
-			err := a.copySnapshot(ctx, sn.ID, from, t, sn.Image, copyUse{Clones: countOf(targets, t), Template: sn.Template != ""})
+			err := a.copyFromHolders(ctx, sn, t, copyUse{Clones: countOf(targets, t), Template: sn.Template != ""})
 			switch {
 			case errors.Is(err, errCopyUnrecorded):
 				// The node holds the data and starts its clones; only the catalogue misses the copy (the

@@ -208,6 +208,28 @@ func (a *Agent) copySnapshot(ctx context.Context, id, from, target, image string
 	return nil
 }
 
+// copyFromHolders copies snapshot sn to target (copySnapshot) from its alive holders, one after the other
+// until one copy succeeds: a holder whose copy was damaged since it arrived is refused by target, and the
+// next one may hold a good copy.
+func (a *Agent) copyFromHolders(ctx context.Context, sn *cluster.Snapshot, target string, use copyUse) error {
+	st := a.store.State()
+	var errs []error
+	for _, h := range sn.Holders() {
+		if h == target || !a.alive(st, h) {
+			continue
+		}
+		err := a.copySnapshot(ctx, sn.ID, h, target, sn.Image, use)
+		if err == nil || errors.Is(err, errCopyUnrecorded) || ctx.Err() != nil {
+			return err
+		}
+		errs = append(errs, fmt.Errorf("from %s: %w", h, err))
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("%w: no alive node holds snapshot %s (it is on %v)", node.ErrState, sn.ID, sn.Holders())
+	}
+	return errors.Join(errs...)
+}
+
 // errCopyUnrecorded: a snapshot's copy reached its node and was accepted there, but could not be recorded in
 // raft.
 var errCopyUnrecorded = errors.New("its copy could not be recorded in the cluster")
@@ -339,18 +361,8 @@ func (a *Agent) loadOn(ctx context.Context, id, target string) (*node.RestoreRep
 		return nil, "", fmt.Errorf("%w: snapshot %s is marked bad (%s) and is never loaded; pick another (ferry snapshot ls %s)", node.ErrRejected, id, sn.Reason, sn.Container)
 	}
 	if !slices.Contains(sn.Holders(), target) {
-		from := ""
-		for _, h := range sn.Holders() {
-			if a.alive(st, h) {
-				from = h
-				break
-			}
-		}
-		if from == "" {
-			return nil, "", fmt.Errorf("%w: no alive node holds snapshot %s", node.ErrState, id)
-		}
-		if err := a.copySnapshot(ctx, id, from, target, sn.Image, copyUse{}); err != nil {
-			return nil, "", fmt.Errorf("copying snapshot %s from %s to %s: %w", id, from, target, err)
+		if err := a.copyFromHolders(ctx, sn, target, copyUse{}); err != nil {
+			return nil, "", fmt.Errorf("copying snapshot %s to %s: %w", id, target, err)
 		}
 	}
 	markBad := func(err error) {
