@@ -50,7 +50,7 @@ func (a *Agent) clone(ctx context.Context, req api.CloneRequest, progress func(s
 	if sn.Bad {
 		return nil, fmt.Errorf("%w: snapshot %s is marked bad (%s); clone another", node.ErrRejected, sn.ID, sn.Reason)
 	}
-	targets, err := a.cloneTargets(sn, req)
+	targets, err := cloneTargets(a.store.State(), sn, req)
 	if err != nil {
 		return nil, err
 	}
@@ -133,8 +133,7 @@ func (a *Agent) cloneSource(ctx context.Context, req api.CloneRequest, progress 
 
 // cloneTargets returns the node of each clone: all on req.Node, spread over the alive nodes (those holding
 // the snapshot first), or all on an alive node that holds the snapshot.
-func (a *Agent) cloneTargets(sn *cluster.Snapshot, req api.CloneRequest) ([]string, error) {
-	st := a.store.State()
+func cloneTargets(st *cluster.State, sn *cluster.Snapshot, req api.CloneRequest) ([]string, error) {
 	var pool []string
 	switch {
 	case req.Node != "":
@@ -148,18 +147,18 @@ func (a *Agent) cloneTargets(sn *cluster.Snapshot, req api.CloneRequest) ([]stri
 		pool = []string{n.Name}
 	case req.Spread:
 		for _, h := range sn.Holders() {
-			if a.eligible(st, h) {
+			if eligible(st, h) {
 				pool = append(pool, h)
 			}
 		}
 		for _, n := range st.NodeList() {
-			if a.eligible(st, n.Name) && !slices.Contains(pool, n.Name) {
+			if eligible(st, n.Name) && !slices.Contains(pool, n.Name) {
 				pool = append(pool, n.Name)
 			}
 		}
 	default:
 		for _, h := range sn.Holders() {
-			if a.eligible(st, h) {
+			if eligible(st, h) {
 				pool = []string{h}
 				break
 			}
@@ -168,14 +167,30 @@ func (a *Agent) cloneTargets(sn *cluster.Snapshot, req api.CloneRequest) ([]stri
 	if len(pool) == 0 {
 		return nil, fmt.Errorf("%w: no alive, eligible node to start clones on (snapshot %s is on %v); give --node", node.ErrState, sn.ID, sn.Holders())
 	}
-	out := make([]string, req.Count)
-	for i := range out {
-		out[i] = pool[i%len(pool)]
+	// In turn over the pool, as `ferry run` places: a node takes a clone only while it has the memory the
+	// clone may use (its --memory, when the container had one) beside what it has placed.
+	mem := sn.Config.MemoryBytes
+	left := map[string]int64{}
+	for _, n := range pool {
+		left[n] = st.Nodes[n].FreeMemory - st.ReservedMemory(n)
+	}
+	out := make([]string, 0, req.Count)
+	for i := 0; len(out) < req.Count && i < req.Count*len(pool); i++ {
+		n := pool[i%len(pool)]
+		if mem > 0 && left[n] < mem {
+			continue
+		}
+		left[n] -= mem
+		out = append(out, n)
+	}
+	if len(out) < req.Count {
+		return nil, fmt.Errorf("%w: %d of %d clones fit: each may use %d MiB (the --memory of %s) and %v have not the room for more; lower --count, use --spread, or free memory",
+			node.ErrState, len(out), req.Count, mem>>20, sn.Container, pool)
 	}
 	return out, nil
 }
 
-func (a *Agent) eligible(st *cluster.State, name string) bool {
+func eligible(st *cluster.State, name string) bool {
 	n, ok := st.Nodes[name]
 	return ok && n.Status == cluster.StatusAlive && n.Eligible && !n.Maintenance
 }

@@ -306,7 +306,7 @@ func (a *Agent) loadSnapshot(ctx context.Context, id string, req api.LoadSnapsho
 	}
 	target := ""
 	if req.Node != "" {
-		if !a.eligible(st, req.Node) {
+		if !eligible(st, req.Node) {
 			return nil, fmt.Errorf("%w: node %s is not alive and eligible (ferry node ls); choose another --node", node.ErrState, req.Node)
 		}
 		target = req.Node
