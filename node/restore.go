@@ -182,13 +182,10 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 		restored := e.snapshot()
 		go func() { // the daemon ends when every page is in; say so if it did not
 			defer a.wg.Done()
-			wctx, cancel := context.WithTimeout(a.ctx, 10*time.Minute)
-			defer cancel()
-			if err := lp.Wait(wctx); err != nil {
+			// However long the copy takes (an agent that ends leaves it to the daemon, which runs on).
+			if err := lp.Wait(a.ctx); err != nil && a.ctx.Err() == nil {
 				a.log.Error("lazy restore did not complete", "container", rec.Name, "err", err)
-				if wctx.Err() == nil {
-					a.lazyFailed(e, restored, err)
-				}
+				a.lazyFailed(e, restored, err)
 			}
 		}()
 	}
