@@ -90,6 +90,7 @@ type lazySpares struct {
 	// locks, which no CPU priority orders. turn is signalled whenever that may have changed.
 	turn      *sync.Cond
 	launching bool
+	current   *spareDaemon // the spare launching, if one is
 }
 
 // wake signals every spare waiting for its turn to start.
@@ -112,7 +113,7 @@ func (s *lazySpares) awaitTurn(sp *spareDaemon) bool {
 			starting += n
 		}
 		if !s.launching && (starting == 0 || sp.isBoosted()) {
-			s.launching = true
+			s.launching, s.current = true, sp
 			return true
 		}
 		s.turn.Wait()
@@ -122,7 +123,7 @@ func (s *lazySpares) awaitTurn(sp *spareDaemon) bool {
 // turnDone lets the next spare start.
 func (s *lazySpares) turnDone() {
 	s.mu.Lock()
-	s.launching = false
+	s.launching, s.current = false, nil
 	s.turn.Broadcast()
 	s.mu.Unlock()
 }
@@ -288,8 +289,15 @@ func (s *lazySpares) take(ctx context.Context, id, work string) (*criu.LazyPages
 		}
 		sp := q[0]
 		s.ready[id] = q[1:]
+		cur := s.current
 		s.mu.Unlock()
 		sp.boost()
+		if cur != nil && cur != sp {
+			// A spare (of another snapshot, started when no clone was) holds the turn at the lowest
+			// priority, which the clones starting now would keep it from: it gets the normal one, so
+			// that this clone's spare does not wait behind it.
+			cur.boost()
+		}
 		s.wake()
 		select {
 		case <-sp.done:
