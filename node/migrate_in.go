@@ -40,6 +40,8 @@ const IncomingTimeout = 10 * time.Minute
 type incomingSet struct {
 	mu sync.Mutex
 	m  map[string]*Incoming
+	// restoring: the migrations whose restore runs (RestoreIncoming), true once aborted meanwhile.
+	restoring map[string]bool
 }
 
 // PrepareIncoming readies this node to receive container name: it must not have a container of that name,
@@ -137,9 +139,36 @@ func (a *Agent) dropIncoming(id string) *Incoming {
 }
 
 // AbortIncoming forgets an incoming migration and removes what it received.
+//
+// A migration whose restore runs is marked: the restore removes what it restored when it ends, so that a
+// migration the leader rolled back meanwhile does not leave its container running here.
 func (a *Agent) AbortIncoming(id string) {
 	if in := a.dropIncoming(id); in != nil {
 		in.abort()
+		return
+	}
+	a.incoming.mu.Lock()
+	defer a.incoming.mu.Unlock()
+	if _, ok := a.incoming.restoring[id]; ok {
+		a.incoming.restoring[id] = true
+	}
+}
+
+// restoring marks migration id's restore as running until the returned function is called, which reports
+// whether the migration was aborted meanwhile.
+func (a *Agent) restoring(id string) func() (aborted bool) {
+	a.incoming.mu.Lock()
+	defer a.incoming.mu.Unlock()
+	if a.incoming.restoring == nil {
+		a.incoming.restoring = map[string]bool{}
+	}
+	a.incoming.restoring[id] = false
+	return func() bool {
+		a.incoming.mu.Lock()
+		defer a.incoming.mu.Unlock()
+		aborted := a.incoming.restoring[id]
+		delete(a.incoming.restoring, id)
+		return aborted
 	}
 }
 
@@ -152,6 +181,9 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 	if in == nil {
 		return nil, fmt.Errorf("%w: no incoming migration %s on node %s", ErrNotFound, id, a.cfg.Name)
 	}
+	ended := a.restoring(id)
+	ending := sync.OnceValue(ended)
+	defer ending()
 	fail := func(err error) (*RestoreReport, error) {
 		in.abort()
 		return nil, err
@@ -197,6 +229,13 @@ func (a *Agent) RestoreIncoming(ctx context.Context, id, received string, progre
 		in.lazy.stop()
 		_ = os.RemoveAll(ck.Dir)
 		return nil, err
+	}
+	if ending() {
+		a.log.Warn("a migration was aborted while its restore ran; removing what it restored", "migration", id, "container", in.Container)
+		if err := a.Remove(context.WithoutCancel(ctx), in.Container, true); err != nil {
+			a.log.Error("could not remove the container of an aborted migration", "container", in.Container, "err", err)
+		}
+		return nil, fmt.Errorf("%w: migration %s was aborted while %s restored it; what it restored was removed", ErrState, id, a.cfg.Name)
 	}
 	a.log.Info("migration restore timings", "container", in.Container, "wait_and_merge", t1.Sub(t0).Round(time.Millisecond),
 		"publish", t2.Sub(t1).Round(time.Millisecond), "restore", time.Since(t2).Round(time.Millisecond))

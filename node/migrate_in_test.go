@@ -52,3 +52,22 @@ func TestIncomingMigrationExpires(t *testing.T) {
 		})
 	}
 }
+
+// A migration aborted while its restore runs is marked, so that the restore removes what it restored when it
+// ends; an abort of another migration marks nothing, and the mark goes with the restore.
+func TestAbortWhileRestoring(t *testing.T) {
+	a := &Agent{cfg: Config{Name: "vg-2", DataDir: t.TempDir()}, log: slog.Default()}
+	first, second := a.restoring("m1"), a.restoring("m2")
+	a.AbortIncoming("m2")
+	a.AbortIncoming("m3")
+	if first() {
+		t.Fatal("m1 was not aborted, but its restore is told it was")
+	}
+	if !second() {
+		t.Fatal("m2 was aborted while it restored, but its restore is not told")
+	}
+	a.AbortIncoming("m1")
+	if len(a.incoming.restoring) != 0 {
+		t.Fatalf("marks left after the restores ended: %v", a.incoming.restoring)
+	}
+}

@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/ferryhq/ferry/cluster"
+	"github.com/ferryhq/ferry/node"
 	"github.com/ferryhq/ferry/node/api"
 	"github.com/ferryhq/ferry/node/checkpoint"
 )
@@ -236,7 +238,15 @@ func (d *drainRun) loadedOn(ctx context.Context, i int, it cluster.DrainItem) (a
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if running, err := (migrationNodes{d.a}).Running(cctx, it.Target, it.Container); err != nil || !running {
+	running, err := (migrationNodes{d.a}).Running(cctx, it.Target, it.Container)
+	if errors.Is(err, node.ErrState) { // still restoring it: ask again in a moment
+		select {
+		case <-ctx.Done():
+		case <-time.After(forceRetry):
+		}
+		return true, true
+	}
+	if err != nil || !running {
 		return false, false
 	}
 	if _, err := d.a.placeLoaded(cctx, sn, it.Target); err != nil {

@@ -119,6 +119,10 @@ func (m migrationNodes) Running(ctx context.Context, nodeName, container string)
 	if err != nil {
 		return false, err
 	}
+	if c.State == node.StateRestoring {
+		// Not yet, but maybe in a moment: a roll-back now would thaw the source beside it.
+		return false, fmt.Errorf("%w: %s is still restoring %s; ask again once it is done", node.ErrState, nodeName, container)
+	}
 	return c.State == node.StateRunning, nil
 }
 
