@@ -18,6 +18,8 @@
 #      `podman container restore --import F --name NEW` until NEW answers.
 # Ferry's containers run with --net none (PING from a probe that enters their network namespace, BC_PROBE);
 # Podman's with --network host on its own port (it cannot restore a container whose loopback it does not bring up).
+# Beside the times, the CPU time the whole machine used in steps 3 and 4 (/proc/stat): five clones cannot all
+# answer sooner than that CPU time divided by the machine's CPUs.
 # Targets (issue 6): a clone on the same node answers >= 20x sooner than a cold start and >= 5x sooner than Podman's
 # restore; 5 clones all answer within 2x a single clone's time; the first clone on a new node within the
 # transfer time of its checkpoint plus one local clone's time.
@@ -96,9 +98,12 @@ bc_wait_pong() {
 }
 
 # bc_clone ARGS...: runs ferry clone ARGS -o json, waits until every clone answers PING; prints the milliseconds
-# from the command to the last PONG, then the transfer time the report gives (ms, 0 when nothing was sent).
+# from the command to the last PONG, the transfer time the report gives (ms, 0 when nothing was sent), and
+# the CPU time the whole machine used from the command to the last PONG (ms, all processes: the command,
+# the agents, runc, CRIU, the clones, the probes; in steps of the kernel's tick).
 bc_clone() {
-	local t0 out pids rest t1
+	local t0 out pids rest t1 c0 c1
+	c0=$(bench_cpu_ticks)
 	t0=$(bench_now_ms)
 	out=$(bc_ferry clone -o json "$@" 2>>"$BENCH_TMP/bc-clone.log") || { bench_log "ferry clone $* failed"; return 1; }
 	# The clones' pids, read in the shell: starting a JSON parser here would be counted in the clone's time
@@ -110,10 +115,19 @@ bc_clone() {
 	done
 	[ ${#pids[@]} -gt 0 ] || { bench_log "ferry clone $* reported no clone"; return 1; }
 	t1=$(bc_wait_pong 120 "${pids[@]}") || return 1
+	c1=$(bench_cpu_ticks)
 	printf '%s\n' "$out" >"$BENCH_RESULTS/clone-report-$BC_STEP.json" 2>/dev/null || true
 	# The clones' names first: the caller removes them as soon as it has read the times below.
 	python3 -c 'import json, sys; print(" ".join(c["container"] for c in json.load(sys.stdin)["clones"]))' <<<"$out" >"$BENCH_TMP/bc-last"
-	echo "$((t1 - t0)) $(python3 -c 'import json, sys; print(json.load(sys.stdin).get("copy_took", 0) // 1000000)' <<<"$out")"
+	echo "$((t1 - t0)) $(python3 -c 'import json, sys; print(json.load(sys.stdin).get("copy_took", 0) // 1000000)' <<<"$out") $(bc_cpu_ms "$c0" "$c1")"
+}
+
+# bc_cpu_ms "BUSY0 TOTAL0" "BUSY1 TOTAL1": the CPU time between two bench_cpu_ticks readings, in ms.
+bc_cpu_ms() {
+	local b0 b1
+	read -r b0 _ <<<"$1"
+	read -r b1 _ <<<"$2"
+	echo $(((b1 - b0) * 1000 / $(getconf CLK_TCK)))
 }
 
 # bc_rm_last: removes the clones of the last bc_clone.
@@ -200,13 +214,15 @@ bench_clone() {
 	# Each step runs several times (a single run's spread here is tens of ms against targets of a few hundred)
 	# and the figure is the median; every run starts after a pause in which the last run's clones were removed
 	# and the node's spare daemons replaced, so that no run measures the previous one's background work.
-	local runs=${BENCH_CLONE_RUNS:-5} fruns=${BENCH_CLONE_FIVE_RUNS:-3} i t ones=() fives=() remotes=() copies=() node worst=-1
+	local runs=${BENCH_CLONE_RUNS:-5} fruns=${BENCH_CLONE_FIVE_RUNS:-3} i t c ones=() fives=() remotes=() copies=() node worst=-1
+	local one_cpus=() five_cpus=() one_cpu five_cpu ncpu
+	ncpu=$(nproc)
 	for i in $(seq "$runs"); do
 		bench_log "clone: one clone on bc-1 ($i of $runs)"
 		BC_STEP=one-$i
-		read -r t _ < <(bc_clone warm --node bc-1) || bench_die "clone on bc-1 failed"
+		read -r t _ c < <(bc_clone warm --node bc-1) || bench_die "clone on bc-1 failed"
 		bc_rm_last
-		ones+=("$t")
+		ones+=("$t") one_cpus+=("$c")
 		sleep 2
 	done
 	one=$(bench_stat median "${ones[@]}")
@@ -214,12 +230,14 @@ bench_clone() {
 	for i in $(seq "$fruns"); do
 		bench_log "clone: five at once on bc-1 ($i of $fruns)"
 		BC_STEP=five-$i
-		read -r t _ < <(bc_clone warm --node bc-1 --count 5) || bench_die "5 clones on bc-1 failed"
+		read -r t _ c < <(bc_clone warm --node bc-1 --count 5) || bench_die "5 clones on bc-1 failed"
 		bc_rm_last
-		fives+=("$t")
+		fives+=("$t") five_cpus+=("$c")
 		sleep 2
 	done
 	five=$(bench_stat median "${fives[@]}")
+	one_cpu=$(bench_stat median "${one_cpus[@]}")
+	five_cpu=$(bench_stat median "${five_cpus[@]}")
 	bench_log "clone: five clones ${fives[*]} ms (median $five)"
 	# The first clone on each of the two other nodes (neither holds the checkpoint): the figure is the run
 	# whose time beyond its transfer is the longer.
@@ -240,6 +258,9 @@ bench_clone() {
 	bench_figure clone_same_node_ms "ferry clone on the same node: start to first PONG" "$one" ms "<=$((cold / 20))"
 	bench_figure clone_vs_podman_ms "ferry clone on the same node vs 1/5 of Podman's restore --import" "$one" ms "<=$((BC_P_RESTORE / 5))"
 	bench_figure clone_five_ms "5 clones at once: start to the last PONG" "$five" ms "<=$((2 * one))"
+	bench_figure clone_one_cpu_ms "one clone: CPU time the machine used, start to PONG (all processes)" "$one_cpu" ms
+	bench_figure clone_five_cpu_ms "5 clones at once: CPU time the machine used, start to the last PONG" "$five_cpu" ms
+	bench_figure clone_five_floor_ms "5 clones at once: the least time that CPU time takes on $ncpu CPUs" "$((five_cpu / ncpu))" ms
 	bench_figure clone_other_node_ms "clone on a node without the checkpoint: start to first PONG" "$remote" ms "<=$((copy + one))"
 	bench_figure clone_transfer_ms "of which sending the checkpoint to that node" "$copy" ms
 	bench_figure checkpoint_bytes "the warm checkpoint (CRIU images, writable layer, record)" "$rest" bytes
@@ -251,6 +272,7 @@ bench_clone() {
 	bench_note "ferry: --net none, PING through the container's network namespace; Podman $(podman --version | awk '{print $3}') with runc, --network host on port $BC_PODMAN_PORT, --ulimit host, own --root"
 	bench_note "a target of the form <= X is computed from figures of this same run (cold start, Podman's restore, one clone, transfer)"
 	bench_note "one clone on bc-1, each run (ms): ${ones[*]}; five at once, each run: ${fives[*]}; the figures are the medians"
+	bench_note "CPU time (from /proc/stat, the machine's busy time in ${ncpu} CPUs, ms): one clone, each run: ${one_cpus[*]}; five at once: ${five_cpus[*]}"
 	bench_note "first clone on bc-2 / bc-3: ${remotes[0]} / ${remotes[1]} ms, of which the transfer ${copies[0]} / ${copies[1]} ms; the figure is the one with more time beyond its transfer"
 	bench_finish
 }
