@@ -199,9 +199,10 @@ func (r *runner) fail(ctx context.Context, cause error, sourceFrozen bool) error
 func (r *runner) unsettled(cause error, where string) error {
 	j := r.job
 	r.opts.Logger.Error("migration left open for the leader's recovery", "job", j.ID, "err", cause)
-	r.rep.Outcome, r.rep.Error = StateUnsettled, cause.Error()
+	err := fmt.Errorf("%w: %w; %s; job %s stays open until the leader settles it (ferry ps shows where %s runs then)", ErrUnsettled, cause, where, j.ID, j.Container)
+	r.rep.Outcome, r.rep.Error = StateUnsettled, err.Error()
 	r.phase(StateUnsettled, 0)
-	return fmt.Errorf("%w: %w; %s; job %s stays open until the leader settles it", ErrUnsettled, cause, where, j.ID)
+	return err
 }
 
 func (r *runner) record(ctx context.Context, state, msg string) error {
