@@ -315,6 +315,33 @@ func TestSnapshots(t *testing.T) {
 		}
 	})
 
+	t.Run("loaded on a node whose copy is corrupted, the container running elsewhere is untouched", func(t *testing.T) {
+		sn := c.snapshot(h1, "chat") // kept on h1 and copied to one other node
+		if len(sn.Copies) != 1 || sn.Copies[0] == h1 {
+			t.Fatalf("snapshot with copies %v, want one on another node than %s", sn.Copies, h1)
+		}
+		other := sn.Copies[0]
+		pages, _ := filepath.Glob(filepath.Join(c.dir, other, "snapshots", sn.ID, "images", "pages-*.img"))
+		if len(pages) == 0 {
+			t.Fatalf("the copy on %s has no pages image", other)
+		}
+		flip(t, pages[0], 100)
+		pid := c.only(h1, "chat").Pid
+		n := len(c.counterFrom(h1, "chat", 1))
+		r := c.on(h1, "snapshot", "load", "chat", sn.ID, "--node", other)
+		refused(t, r, "load on a node whose copy is corrupted", "rejected", "before stopping chat", "chat was not touched")
+		if ct := c.only(h1, "chat"); ct.State != "running" || ct.Pid != pid || ct.Node != h1 {
+			t.Fatalf("after the refused load chat is %s on %s with pid %d, was running on %s with %d", ct.State, ct.Node, ct.Pid, h1, pid)
+		}
+		contiguous(t, "counter across the refused load", c.counterFrom(h1, "chat", n+10)[n-1:])
+		for _, s := range c.snapshots(h1, "chat") {
+			if s.ID == sn.ID && !s.Bad {
+				t.Fatalf("the snapshot whose copy failed its checksums is not marked bad: %+v", s)
+			}
+		}
+		c.must(h1, "snapshot", "rm", "chat", sn.ID)
+	})
+
 	t.Run("five clones of one snapshot on one node", func(t *testing.T) {
 		res := c.clone(h1, "--snapshot", good.ID, "--count", "5", "--node", h1, "--name-prefix", "one")
 		c.checkClones(h1, res, 5, []string{h1})
