@@ -243,7 +243,7 @@ bench_clone() {
 	# whose time beyond its transfer is the longer.
 	for node in bc-2 bc-3; do
 		BC_STEP=other-node-$node
-		read -r t copy < <(bc_clone warm --node "$node") || bench_die "clone on $node failed"
+		read -r t copy _ < <(bc_clone warm --node "$node") || bench_die "clone on $node failed"
 		bc_rm_last
 		remotes+=("$t") copies+=("$copy")
 		bench_log "clone: clone on $node $t ms (transfer $copy ms)"
