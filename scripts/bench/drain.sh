@@ -15,6 +15,8 @@
 #   3. A stop-and-start evacuation (Nomad's way) of six fresh such containers: for each, `ferry stop` and `ferry
 #      rm` on bd-1, then `ferry run` anew on bd-2 or bd-3: how long each was away (stop .. its new copy's ready
 #      line) and what it lost (its tick counter restarts: the ticks it had counted are gone).
+# Beside each drain's time, the CPU time the whole machine used during it (/proc/stat, all processes) and that
+# time divided by the machine's CPUs: the least time that work can take here.
 # Targets (issue 7): the drain with --max-parallel 3 takes at most 0.7 of the time of --max-parallel 1; with
 # --max-parallel 1, no container's downtime exceeds that of the same container migrated alone by more than 20%
 # (each container's drain downtime against its own reference median; the worst ratio is the figure).
@@ -175,14 +177,18 @@ bd_drain() {
 		bench_samples alone_downtime_ms ms "${BD_ALONE_DOWNS[@]}"
 		bench_samples alone_gap_ms ms "${BD_ALONE_GAPS[@]}"
 	fi
-	local cpu0
+	local cpu0 cpu1 b0 b1
 	bd_settle
 	cpu0=$(bench_cpu_ticks)
 	t0=$(bench_now_ms)
 	bd_ferry "${BD_HOSTS[1]}" node drain "${BD_HOSTS[0]}" --max-parallel "$p" -o json >"$rep" 2>>"$BENCH_TMP/bd-drain.log" ||
 		{ cat "$rep" >&2; bench_die "ferry node drain --max-parallel $p failed (see $BENCH_TMP/bd-drain.log)"; }
 	t1=$(bench_now_ms)
-	BD_CPU[$p]=$(bench_cpu_busy "$cpu0" "$(bench_cpu_ticks)")
+	cpu1=$(bench_cpu_ticks)
+	BD_CPU[$p]=$(bench_cpu_busy "$cpu0" "$cpu1")
+	read -r b0 _ <<<"$cpu0"
+	read -r b1 _ <<<"$cpu1"
+	BD_CPU_MS[$p]=$(((b1 - b0) * 1000 / $(getconf CLK_TCK)))
 	for i in $(seq "$BD_N"); do
 		name=p$p-$i
 		bench_wait 30 "$name going on" bd_ticked "$name" $(($(bd_last_tick "$name") + 3)) >/dev/null || bench_die "$name did not go on after the drain"
@@ -244,7 +250,7 @@ bench_drain() {
 	[ "$(id -u)" -eq 0 ] || bench_die "the drain benchmark makes network namespaces and runs agents: run it as root"
 	bench_begin drain
 	local memload
-	declare -gA BD_CPU BD_TOOK BD_WALL BD_DOWN_MAX BD_DOWN_MED BD_GAP_MAX BD_SPREAD BD_LOST BD_ALONE_DOWN_OF BD_ALONE_GAP_OF
+	declare -gA BD_CPU BD_CPU_MS BD_TOOK BD_WALL BD_DOWN_MAX BD_DOWN_MED BD_GAP_MAX BD_SPREAD BD_LOST BD_ALONE_DOWN_OF BD_ALONE_GAP_OF
 	declare -ga BD_ALONE_DOWNS=() BD_ALONE_GAPS=() BD_RATIOS=()
 	memload=$(bench_memload)
 	BD_IMAGE_TAR=$BENCH_TMP/bd-busybox.tar
@@ -262,6 +268,9 @@ bench_drain() {
 	bench_figure drain_p3_vs_p1 "time with --max-parallel 3 / with 1" "$ratio" ratio "<=0.7"
 	bench_figure drain_p1_cpu_busy_pct "--max-parallel 1: the machine's CPUs busy during the drain" "${BD_CPU[1]}" %
 	bench_figure drain_p3_cpu_busy_pct "--max-parallel 3: the machine's CPUs busy during the drain" "${BD_CPU[3]}" %
+	bench_figure drain_p1_cpu_ms "--max-parallel 1: CPU time the machine used during the drain (all processes)" "${BD_CPU_MS[1]}" ms
+	bench_figure drain_p3_cpu_ms "--max-parallel 3: CPU time the machine used during the drain" "${BD_CPU_MS[3]}" ms
+	bench_figure drain_p3_floor_ms "--max-parallel 3: the least time that CPU time takes on $(nproc) CPUs" "$((BD_CPU_MS[3] / $(nproc)))" ms
 	bench_figure drain_p1_downtime_max_ms "--max-parallel 1: longest downtime of a container (reported)" "${BD_DOWN_MAX[1]}" ms
 	bench_figure drain_p1_downtime_median_ms "--max-parallel 1: median downtime (reported)" "${BD_DOWN_MED[1]}" ms
 	bench_figure drain_p1_vs_alone "--max-parallel 1: worst of each container's downtime / its own downtime migrated alone" "$worst" ratio "<=1.2"
