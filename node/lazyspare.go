@@ -292,11 +292,16 @@ func (s *lazySpares) take(ctx context.Context, id, work string) (*criu.LazyPages
 		cur := s.current
 		s.mu.Unlock()
 		sp.boost()
-		if cur != nil && cur != sp {
-			// A spare (of another snapshot, started when no clone was) holds the turn at the lowest
-			// priority, which the clones starting now would keep it from: it gets the normal one, so
-			// that this clone's spare does not wait behind it.
-			cur.boost()
+		select {
+		case <-sp.done:
+		default:
+			if cur != nil && cur != sp {
+				// This clone's spare waits for its turn, which another spare (started when no clone was)
+				// holds at the lowest priority, which the clones starting now would keep it from: that one
+				// gets the normal priority, so that this clone does not wait behind it. (A spare that is
+				// ready needs no turn: then the one starting stays low, out of the clone's way.)
+				cur.boost()
+			}
 		}
 		s.wake()
 		select {
