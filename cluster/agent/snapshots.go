@@ -108,8 +108,11 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 		Auto: auto, Image: c.Image, Config: c.Config.Clone()}
 	if err := a.recordSnapshot(ctx, sn, req.Stop); err != nil {
 		if req.Stop {
-			// The dump stopped the container: its data is all that is left of it, so it stays on the node.
-			return nil, fmt.Errorf("snapshot %s of %s was taken and the container stopped, but recording it failed: %w; its data stays on %s (snapshots/%s in its data directory)",
+			// The dump stopped the container: its data is all that is left of it, so it stays on the node,
+			// and its record is tried again in the background: unrecorded, the node's sweep of snapshots the
+			// catalogue does not know would remove it (fence.go, forgottenAge).
+			a.recordLater(sn)
+			return nil, fmt.Errorf("snapshot %s of %s was taken and the container stopped, but recording it failed: %w; its data stays on %s (snapshots/%s in its data directory) and this agent keeps trying to record it",
 				id, c.Name, err, c.Node, id)
 		}
 		_ = a.callAgent(ctx, c.Node, "DELETE", "/v1/internal/snapshots/"+id, nil, nil)
@@ -142,6 +145,32 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 	res.Snapshot = a.snapshotView(id)
 	a.log.Info("snapshot recorded", "id", id, "container", c.Name, "node", c.Node, "copies", res.Snapshot.Copies, "auto", auto)
 	return res, nil
+}
+
+// recordLater records sn, a snapshot whose dump stopped its container, and the container as stopped, trying
+// every few seconds for as long as this agent runs.
+func (a *Agent) recordLater(sn cluster.Snapshot) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx := a.ctx
+		for {
+			_, err := a.store.Apply(ctx, &cluster.PutSnapshot{Snapshot: sn})
+			if err == nil || errors.Is(err, cluster.ErrExists) {
+				d := cluster.DesiredStopped
+				_, _ = a.store.Apply(ctx, &cluster.UpdateContainer{Name: sn.Container, Desired: &d})
+				a.log.Info("recorded a snapshot whose first record had failed", "id", sn.ID, "container", sn.Container)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				a.log.Error("stopping with a snapshot that stopped its container still unrecorded; the sweep of unknown snapshots removes its data in time",
+					"id", sn.ID, "container", sn.Container, "node", sn.Node, "err", err)
+				return
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}()
 }
 
 // recordSnapshot records sn in raft; when the dump stopped the container (stopped), it tries a few times,
