@@ -77,7 +77,8 @@ for name in "${todo[@]}"; do
 		echo "not implemented yet: $name (comes with the $(pending "$name") work)"
 		continue
 	fi
-	"bench_$name"
+	# A bench function that stops on a shell error returns non-zero, and the script would go on.
+	"bench_$name" || bench_die "the $name benchmark stopped early (see the error above)"
 	missed+=$BENCH_MISSED
 	echo
 done
