@@ -260,6 +260,10 @@ func (d *drainRun) move(ctx context.Context, i int, j *cluster.DrainJob) (again 
 	if j.Reason == cluster.ReasonFailover {
 		return d.restore(ctx, i, it)
 	}
+	if m := d.a.store.State().ActiveMigration(it.Container); m != nil && m.Target == d.node {
+		// On its way here (a migration started before the drain): it lands, then moves on.
+		return d.waitMigration(ctx, m.ID)
+	}
 	st := d.a.store.State()
 	c, ok := st.Containers[it.Container]
 	switch {
@@ -439,6 +443,21 @@ func (d *drainRun) leave(ctx context.Context, i int, it cluster.DrainItem, note 
 	d.emit(api.DrainEvent{Container: it.Container, Phase: "stays", Message: note})
 	d.a.log.Log(ctx, level, msg, "drain", d.id, "node", d.node, "container", it.Container, "why", note)
 	return false
+}
+
+// drainItems lists what a drain of node takes care of: the containers placed on it, and those a migration
+// started before the drain is bringing to it (they would land after the drain had listed the node's).
+func drainItems(st *cluster.State, node string) []cluster.DrainItem {
+	var items []cluster.DrainItem
+	for _, c := range st.ContainersOn(node) {
+		items = append(items, cluster.DrainItem{Container: c.Name, State: cluster.JobPlanned})
+	}
+	for _, c := range st.ContainerList() {
+		if m := st.ActiveMigration(c.Name); m != nil && m.Target == node && c.Node != node {
+			items = append(items, cluster.DrainItem{Container: c.Name, State: cluster.JobPlanned})
+		}
+	}
+	return items
 }
 
 // skipReason says why a container is not to be moved, or "".

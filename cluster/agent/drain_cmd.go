@@ -103,9 +103,7 @@ func (a *Agent) startDrain(ctx context.Context, req drainRequest) (*drainRun, *c
 	if req.Deadline > 0 {
 		j.Deadline = now.Add(req.Deadline)
 	}
-	for _, c := range st.ContainersOn(req.Node) {
-		j.Items = append(j.Items, cluster.DrainItem{Container: c.Name, State: cluster.JobPlanned})
-	}
+	j.Items = drainItems(st, req.Node)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := a.store.Apply(wctx, &cluster.CreateDrain{Job: j}); err != nil {

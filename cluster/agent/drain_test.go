@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +90,27 @@ func TestDrainReport(t *testing.T) {
 	}
 	if it := r.Items[4]; it.State != "restored" || it.Snapshot != "s2" || it.Lost != 2*time.Second {
 		t.Fatalf("restored item: %+v", it)
+	}
+}
+
+// A drain takes care of the node's containers and of those a migration started before it brings to the node.
+func TestDrainItems(t *testing.T) {
+	st := cluster.NewState()
+	st.Containers["a"] = &cluster.Container{Name: "a", Node: "vg-1"}
+	st.Containers["b"] = &cluster.Container{Name: "b", Node: "vg-2"}
+	st.Containers["c"] = &cluster.Container{Name: "c", Node: "vg-2"}
+	st.Containers["d"] = &cluster.Container{Name: "d", Node: "vg-3"}
+	st.Migrations["m1"] = &cluster.MigrationJob{ID: "m1", Container: "b", Source: "vg-2", Target: "vg-1", State: cluster.JobRunning}
+	st.Migrations["m2"] = &cluster.MigrationJob{ID: "m2", Container: "c", Source: "vg-2", Target: "vg-1", State: cluster.JobRolledBack}
+	st.Migrations["m3"] = &cluster.MigrationJob{ID: "m3", Container: "d", Source: "vg-3", Target: "vg-2", State: cluster.JobRunning}
+	var got []string
+	for _, it := range drainItems(st, "vg-1") {
+		if it.State != cluster.JobPlanned {
+			t.Fatalf("item %s is %s, want planned", it.Container, it.State)
+		}
+		got = append(got, it.Container)
+	}
+	if want := []string{"a", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("drain of vg-1 takes care of %v, want %v", got, want)
 	}
 }
