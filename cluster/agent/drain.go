@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/ferryhq/ferry/cluster"
 	"github.com/ferryhq/ferry/migrate"
-	"github.com/ferryhq/ferry/node"
 	"github.com/ferryhq/ferry/node/api"
 )
 
@@ -401,7 +399,7 @@ func (d *drainRun) force(ctx context.Context, i int, it cluster.DrainItem, why s
 		d.emit(api.DrainEvent{Container: it.Container, Phase: phase, Message: detail})
 	})
 	if err != nil {
-		if running, known := d.runsOnNode(sctx, it.Container); known && !running {
+		if running, rerr := (migrationNodes{d.a}).Running(sctx, d.node, it.Container); rerr == nil && !running {
 			// The dump stopped it and a later step failed (recording the snapshot, or its answer was lost).
 			return d.leave(ctx, i, it, fmt.Sprintf("%s; --force: the snapshot failed after it stopped the container (%v); it is stopped on %s, and its snapshot's data, if any, stays there",
 				why, err, d.node), slog.LevelError, "a container was stopped by a snapshot that failed (drain --force)")
@@ -419,15 +417,6 @@ func (d *drainRun) force(ctx context.Context, i int, it cluster.DrainItem, why s
 	d.a.log.Warn("a container that could not move was snapshotted and stopped (drain --force)", "drain", d.id,
 		"container", it.Container, "snapshot", id, "copies", res.Snapshot.Copies, "why", why)
 	return false
-}
-
-// runsOnNode asks the drained node whether it runs container name; known is false when it cannot tell.
-func (d *drainRun) runsOnNode(ctx context.Context, name string) (running, known bool) {
-	var c node.Container
-	if err := d.a.router.call(ctx, d.node, "GET", "/v1/containers/"+name, nil, &c); err != nil {
-		return false, errors.Is(err, node.ErrNotFound)
-	}
-	return c.State == node.StateRunning, true
 }
 
 // stays records that item i keeps running on the drained node, and why.
