@@ -90,9 +90,12 @@ func (l *leadership) begin() {
 
 func (l *leadership) barrier(ctx context.Context) bool {
 	for ctx.Err() == nil {
-		err := l.s.raft.Barrier(l.s.cfg.ApplyTimeout).Error()
+		err := waitFuture(ctx, l.s.raft.Barrier(l.s.cfg.ApplyTimeout))
 		if err == nil {
 			return true
+		}
+		if err == ctx.Err() {
+			return false
 		}
 		l.s.log.Warn("leader barrier failed; retrying", "err", err)
 		select {

@@ -120,19 +120,15 @@ func (s *Store) configChange(ctx context.Context, what string, f func(time.Durat
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	dl, _ := ctx.Deadline()
-	fut := f(time.Until(dl))
-	done := make(chan error, 1)
-	go func() { done <- fut.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, raftError(err, s.cfg.Name))
-		}
-		s.log.Info("raft configuration changed", "change", what)
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", what, ctx.Err())
+	err := waitFuture(ctx, f(time.Until(dl)))
+	switch {
+	case err != nil && err == ctx.Err():
+		return fmt.Errorf("%s: %w", what, err)
+	case err != nil:
+		return fmt.Errorf("%s: %w", what, raftError(err, s.cfg.Name))
 	}
+	s.log.Info("raft configuration changed", "change", what)
+	return nil
 }
 
 // TransferLeadership hands leadership to another voter and waits until this node is a follower. Leader only.
@@ -142,15 +138,8 @@ func (s *Store) TransferLeadership(ctx context.Context) error {
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.raft.LeadershipTransfer().Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("handing leadership over: %w", err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("handing leadership over: %w", ctx.Err())
+	if err := waitFuture(ctx, s.raft.LeadershipTransfer()); err != nil {
+		return fmt.Errorf("handing leadership over: %w", err)
 	}
+	return nil
 }

@@ -347,14 +347,9 @@ func (s *Store) ApplyLeader(ctx context.Context, cmd Command) (Result, error) {
 	}
 	dl, _ := ctx.Deadline()
 	f := s.raft.Apply(data, time.Until(dl))
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		return Result{}, fmt.Errorf("waiting for %s to commit: %w", cmd.Type, ctx.Err())
-	}
-	if err != nil {
+	if err := waitFuture(ctx, f); err != nil && err == ctx.Err() {
+		return Result{}, fmt.Errorf("waiting for %s to commit: %w", cmd.Type, err)
+	} else if err != nil {
 		return Result{}, raftError(err, s.cfg.Name)
 	}
 	resp, ok := f.Response().(Response)
