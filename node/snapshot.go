@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferryhq/ferry/node/checkpoint"
 	"github.com/ferryhq/ferry/node/criu"
+	"github.com/ferryhq/ferry/node/runtime"
 )
 
 // A snapshot is a checkpoint kept apart from its container: in the node's snapshots directory by ID (the same
@@ -28,6 +29,10 @@ type SnapshotOptions struct {
 	Stop bool `json:"stop,omitempty"`
 	// Template says that clones will be made of the snapshot: the node keeps a lazy-pages daemon ready for it.
 	Template bool `json:"template,omitempty"`
+	// Record, with Stop, is kept beside the snapshot until ClearPendingRecord: the cluster's record of it, to
+	// be written again should its first write fail. It is written before the container is stopped, so a
+	// snapshot that is all that is left of a container always says how to record it.
+	Record []byte `json:"-"`
 }
 
 // SnapshotReport says what a snapshot did.
@@ -144,8 +149,16 @@ func (a *Agent) Snapshot(ctx context.Context, name string, opts SnapshotOptions,
 		a.afterFailedDump(context.WithoutCancel(ctx), e)
 		return nil, err
 	}
+	if opts.Stop && opts.Record != nil {
+		if err := runtime.WriteFileAtomic(a.pendingRecordPath(ck.ID), opts.Record, 0o600); err != nil {
+			_ = os.RemoveAll(ck.Dir)
+			a.afterFailedDump(context.WithoutCancel(ctx), e)
+			return nil, fmt.Errorf("keeping the snapshot's record: %w", err)
+		}
+	}
 	if opts.Stop {
 		if err := a.stopFrozen(ctx, name); err != nil {
+			a.ClearPendingRecord(ck.ID)
 			_ = os.RemoveAll(ck.Dir)
 			a.afterFailedDump(context.WithoutCancel(ctx), e)
 			return nil, err
@@ -256,6 +269,7 @@ func (a *Agent) RemoveSnapshot(id string) error {
 	if err := os.RemoveAll(a.SnapshotDir(id)); err != nil {
 		return fmt.Errorf("removing snapshot %s: %w", id, err)
 	}
+	a.ClearPendingRecord(id)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,6 +63,7 @@ func (a *Agent) runFence() {
 	tickEvery(a.ctx, fenceEvery, func() {
 		i++
 		a.fenceOnce(a.ctx)
+		a.recordPending(a.ctx)
 		if i%20 == 0 {
 			a.dropForgottenSnapshots()
 		}
@@ -73,9 +75,13 @@ func (a *Agent) runFence() {
 const forgottenAge = 10 * time.Minute
 
 // dropForgottenSnapshots removes the snapshot data this node holds that the cluster no longer catalogues
-// (removed or dropped while the node was down).
+// (removed or dropped while the node was down), but never a snapshot waiting to be recorded (pending.go).
 func (a *Agent) dropForgottenSnapshots() {
 	ids, err := a.node.Snapshots()
+	if err != nil {
+		return
+	}
+	pending, err := a.node.PendingRecords()
 	if err != nil {
 		return
 	}
@@ -85,6 +91,9 @@ func (a *Agent) dropForgottenSnapshots() {
 	}
 	for _, id := range ids {
 		if _, ok := st.Snapshots[id]; ok {
+			continue
+		}
+		if slices.ContainsFunc(pending, func(p node.PendingRecord) bool { return p.ID == id }) {
 			continue
 		}
 		fi, err := os.Stat(a.node.SnapshotDir(id))

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 
+	"github.com/ferryhq/ferry/cluster"
 	"github.com/ferryhq/ferry/node"
 	"github.com/ferryhq/ferry/node/checkpoint"
 )
@@ -25,6 +27,9 @@ type takeRequest struct {
 	Container string `json:"container"`
 	Stop      bool   `json:"stop,omitempty"`
 	Template  bool   `json:"template,omitempty"` // clones will be made of it
+	// Record, with Stop, is the cluster's record of the snapshot (without its size and time), which the node
+	// keeps beside it until the cluster has it: it writes it itself should the caller's write fail.
+	Record *cluster.Snapshot `json:"record,omitempty"`
 }
 
 type loadRequest struct {
@@ -47,7 +52,16 @@ func (a *Agent) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		answer(w, nil, err)
 		return
 	}
-	rep, err := a.node.Snapshot(context.WithoutCancel(r.Context()), req.Container, node.SnapshotOptions{ID: r.PathValue("id"), Stop: req.Stop, Template: req.Template}, nil)
+	opts := node.SnapshotOptions{ID: r.PathValue("id"), Stop: req.Stop, Template: req.Template}
+	if req.Stop && req.Record != nil {
+		b, err := json.Marshal(req.Record)
+		if err != nil {
+			answer(w, nil, fmt.Errorf("%w: snapshot record: %v", node.ErrInvalid, err))
+			return
+		}
+		opts.Record = b
+	}
+	rep, err := a.node.Snapshot(context.WithoutCancel(r.Context()), req.Container, opts, nil)
 	answer(w, rep, err)
 }
 

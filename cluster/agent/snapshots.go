@@ -99,20 +99,23 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 		return nil, fmt.Errorf("%w: container %s is on node %s, which is not alive; a snapshot needs its node", node.ErrState, c.Name, c.Node)
 	}
 	id := checkpoint.NewID(time.Now())
+	sn := cluster.Snapshot{ID: id, Container: c.Name, Node: c.Node, Template: req.Template, Auto: auto, Image: c.Image,
+		Config: c.Config.Clone()}
+	take := takeRequest{Container: c.Name, Stop: req.Stop, Template: req.Template != ""}
+	if req.Stop {
+		take.Record = &sn // the node keeps it, and records the snapshot itself should this agent's write fail
+	}
 	progress("dumping", "CRIU dumps "+c.Name+" on "+c.Node)
 	var rep node.SnapshotReport
-	if err := a.callAgent(ctx, c.Node, "POST", "/v1/internal/snapshots/"+id+"/take", takeRequest{Container: c.Name, Stop: req.Stop, Template: req.Template != ""}, &rep); err != nil {
+	if err := a.callAgent(ctx, c.Node, "POST", "/v1/internal/snapshots/"+id+"/take", take, &rep); err != nil {
 		return nil, err
 	}
-	sn := cluster.Snapshot{ID: id, Container: c.Name, Node: c.Node, Size: rep.Size, Created: rep.Created, Template: req.Template,
-		Auto: auto, Image: c.Image, Config: c.Config.Clone()}
+	sn.Size, sn.Created = rep.Size, rep.Created
 	if err := a.recordSnapshot(ctx, sn, req.Stop); err != nil {
 		if req.Stop {
 			// The dump stopped the container: its data is all that is left of it, so it stays on the node,
-			// and its record is tried again in the background: unrecorded, the node's sweep of snapshots the
-			// catalogue does not know would remove it (fence.go, forgottenAge).
-			a.recordLater(sn)
-			return nil, fmt.Errorf("snapshot %s of %s was taken and the container stopped, but recording it failed: %w; its data stays on %s (snapshots/%s in its data directory) and this agent keeps trying to record it",
+			// which keeps the record beside it and writes it once the cluster takes writes (pending.go).
+			return nil, fmt.Errorf("snapshot %s of %s was taken and the container stopped, but recording it failed: %w; its data stays on %s (snapshots/%s in its data directory), which records it once the cluster takes the write",
 				id, c.Name, err, c.Node, id)
 		}
 		_ = a.callAgent(ctx, c.Node, "DELETE", "/v1/internal/snapshots/"+id, nil, nil)
@@ -147,32 +150,6 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 	return res, nil
 }
 
-// recordLater records sn, a snapshot whose dump stopped its container, and the container as stopped, trying
-// every few seconds for as long as this agent runs.
-func (a *Agent) recordLater(sn cluster.Snapshot) {
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		ctx := a.ctx
-		for {
-			_, err := a.store.Apply(ctx, &cluster.PutSnapshot{Snapshot: sn})
-			if err == nil || errors.Is(err, cluster.ErrExists) {
-				d := cluster.DesiredStopped
-				_, _ = a.store.Apply(ctx, &cluster.UpdateContainer{Name: sn.Container, Desired: &d})
-				a.log.Info("recorded a snapshot whose first record had failed", "id", sn.ID, "container", sn.Container)
-				return
-			}
-			select {
-			case <-ctx.Done():
-				a.log.Error("stopping with a snapshot that stopped its container still unrecorded; the sweep of unknown snapshots removes its data in time",
-					"id", sn.ID, "container", sn.Container, "node", sn.Node, "err", err)
-				return
-			case <-time.After(5 * time.Second):
-			}
-		}
-	}()
-}
-
 // recordSnapshot records sn in raft; when the dump stopped the container (stopped), it tries a few times,
 // since the snapshot is then the container's only state.
 func (a *Agent) recordSnapshot(ctx context.Context, sn cluster.Snapshot, stopped bool) error {
@@ -189,7 +166,12 @@ func (a *Agent) recordSnapshot(ctx context.Context, sn cluster.Snapshot, stopped
 			case <-time.After(time.Second):
 			}
 		}
-		if _, err = a.store.Apply(ctx, &cluster.PutSnapshot{Snapshot: sn}); err == nil {
+		if a.fault("lose-snapshot-record") {
+			err = fmt.Errorf("%w: recording a snapshot failed (injected fault)", cluster.ErrNoLeader)
+			continue
+		}
+		_, err = a.store.Apply(ctx, &cluster.PutSnapshot{Snapshot: sn})
+		if err == nil || a.recorded(ctx, err, sn.ID) {
 			return nil
 		}
 	}

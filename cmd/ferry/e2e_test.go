@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/node"
+	"github.com/ferryhq/ferry/node/api"
 )
 
 const numberPrinter = `i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done`
@@ -188,6 +189,54 @@ func TestStoppingDumpThatCannotFinishKeepsTheContainer(t *testing.T) {
 			}
 		}
 	}
+	a.must("stop", "--time", "1s", "np")
+}
+
+// A snapshot whose dump stopped its container is all that is left of it: when the cluster does not take its
+// record, its node keeps the record beside it, never sweeps it as forgotten, and writes it itself later.
+func TestStoppingSnapshotWhoseRecordFailsIsRecordedByItsNode(t *testing.T) {
+	a := startAgent(t, "--fault", "lose-snapshot-record")
+	a.importBusybox()
+	a.must("run", "--name", "np", "busybox", "--", "sh", "-c", numberPrinter)
+	before := a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= 5 })
+	r := a.ferry("snapshot", "create", "np", "--stop")
+	if r.code == 0 || !strings.Contains(r.stderr, "recording it failed") || !strings.Contains(r.stderr, "records it once") {
+		t.Fatalf("snapshot create --stop whose record fails: exit %d, stderr %q; want the failure and where the data stays", r.code, r.stderr)
+	}
+	var list []node.Container
+	if err := json.Unmarshal([]byte(a.must("ps", "-o", "json")), &list); err != nil || len(list) != 1 || list[0].State != node.StateStopped {
+		t.Fatalf("after the stopping snapshot: ps %+v (%v), want np stopped", list, err)
+	}
+	var snaps []api.SnapshotView
+	deadline := time.Now().Add(60 * time.Second)
+	for len(snaps) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the node did not record the snapshot within 60s")
+		}
+		time.Sleep(time.Second)
+		if err := json.Unmarshal([]byte(a.must("snapshot", "ls", "np", "-o", "json")), &snaps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(snaps) != 1 || snaps[0].Node == "" {
+		t.Fatalf("snapshot ls: %+v; want the one snapshot, on its node", snaps)
+	}
+	// Its kept record goes once the cluster has it.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		entries, _ := filepath.Glob(filepath.Join(a.dataDir, "snapshots", "*.record"))
+		if len(entries) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the kept record is left after the snapshot was recorded: %v", entries)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// The data is whole: loaded, the container counts on from where the dump stopped it.
+	a.must("snapshot", "load", "np", snaps[0].ID)
+	lines := a.waitLog("np", 20*time.Second, func(l []string) bool { return len(l) >= len(before)+10 })
+	checkSequence(t, lines)
 	a.must("stop", "--time", "1s", "np")
 }
 
