@@ -185,7 +185,7 @@ func TestRecover(t *testing.T) {
 	for _, targetRuns := range []bool{true, false} {
 		nodes := &fakeNodes{running: map[string]bool{job.Target: targetRuns}}
 		rec := &fakeRecorder{}
-		got, err := Recover(context.Background(), job, nodes, rec, false)
+		got, err := Recover(context.Background(), job, nodes, rec, Gone{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,11 +209,11 @@ func TestRecoverKeepsTheJobOpenUntilTheRollBackIsDone(t *testing.T) {
 	for _, broken := range []string{"abort", "finish-rollback"} {
 		nodes := &fakeNodes{failAt: broken, running: map[string]bool{}}
 		rec := &fakeRecorder{}
-		if got, err := Recover(context.Background(), job, nodes, rec, false); err == nil || got != "" || len(rec.states) != 0 {
+		if got, err := Recover(context.Background(), job, nodes, rec, Gone{}); err == nil || got != "" || len(rec.states) != 0 {
 			t.Fatalf("%s broken: recovered as %q, err %v, recorded %v; want an error and nothing recorded", broken, got, err, rec.states)
 		}
 		nodes.failAt = ""
-		if got, err := Recover(context.Background(), job, nodes, rec, false); err != nil || got != StateRolledBack || !nodes.running[job.Source] {
+		if got, err := Recover(context.Background(), job, nodes, rec, Gone{}); err != nil || got != StateRolledBack || !nodes.running[job.Source] {
 			t.Fatalf("%s mended: recovered as %q, err %v, source runs %v", broken, got, err, nodes.running[job.Source])
 		}
 	}
@@ -225,17 +225,57 @@ func TestRecoverWithoutAGoneTarget(t *testing.T) {
 	job := Job{ID: "j1", Container: "np", Source: "vg-1", Target: "vg-2"}
 	nodes := &fakeNodes{away: job.Target, running: map[string]bool{}}
 	rec := &fakeRecorder{}
-	if got, err := Recover(context.Background(), job, nodes, rec, false); err == nil || got != "" || len(rec.states) != 0 || nodes.running[job.Source] {
+	if got, err := Recover(context.Background(), job, nodes, rec, Gone{}); err == nil || got != "" || len(rec.states) != 0 || nodes.running[job.Source] {
 		t.Fatalf("target away, not gone: recovered as %q, err %v, recorded %v, source runs %v; want an error and nothing done",
 			got, err, rec.states, nodes.running[job.Source])
 	}
-	got, err := Recover(context.Background(), job, nodes, rec, true)
+	got, err := Recover(context.Background(), job, nodes, rec, Gone{Target: true})
 	if err != nil || got != StateRolledBack || !nodes.running[job.Source] || strings.Join(rec.states, " ") != StateRolledBack {
 		t.Fatalf("target gone: recovered as %q, err %v, recorded %v, source runs %v; want rolled back, the source thawed",
 			got, err, rec.states, nodes.running[job.Source])
 	}
 	if got := strings.Join(nodes.calls, " "); got != "finish-rollback" {
 		t.Fatalf("calls %q, want only the source's thaw", got)
+	}
+}
+
+// A gone source is not waited for: a target that runs the container takes it; otherwise the job is rolled
+// back without touching the source, so that the dead node's failover, which waits for the job, can go on.
+func TestRecoverWithoutAGoneSource(t *testing.T) {
+	job := Job{ID: "j1", Container: "np", Source: "vg-1", Target: "vg-2"}
+	tests := []struct {
+		name      string
+		nodes     *fakeNodes
+		gone      Gone
+		want      string
+		wantErr   bool
+		wantCalls string
+	}{
+		{"the target runs it: committed, the source's removal fails", &fakeNodes{failAt: "finish-commit", running: map[string]bool{job.Target: true}},
+			Gone{Source: true}, StateCommitted, true, "finish-commit"},
+		{"the target has not restored it: rolled back, the source left alone", &fakeNodes{failAt: "finish-rollback", running: map[string]bool{}},
+			Gone{Source: true}, StateRolledBack, false, "abort"},
+		{"the target cannot drop its copy: kept open", &fakeNodes{failAt: "abort,finish-rollback", running: map[string]bool{}},
+			Gone{Source: true}, "", true, "abort"},
+		{"both gone", &fakeNodes{away: job.Target, failAt: "finish-rollback", running: map[string]bool{}},
+			Gone{Source: true, Target: true}, StateRolledBack, false, ""},
+		{"the source only away: kept open", &fakeNodes{failAt: "finish-rollback", running: map[string]bool{}},
+			Gone{}, "", true, "abort finish-rollback"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &fakeRecorder{}
+			got, err := Recover(context.Background(), job, tt.nodes, rec, tt.gone)
+			if got != tt.want || (err != nil) != tt.wantErr {
+				t.Fatalf("recovered as %q, err %v; want %q, error %v", got, err, tt.want, tt.wantErr)
+			}
+			if want := tt.want; strings.Join(rec.states, " ") != want {
+				t.Fatalf("recorded %v, want %q", rec.states, want)
+			}
+			if got := strings.Join(tt.nodes.calls, " "); got != tt.wantCalls {
+				t.Fatalf("calls %q, want %q", got, tt.wantCalls)
+			}
+		})
 	}
 }
 

@@ -46,7 +46,8 @@ type Config struct {
 	// "break-restore" damages a migrated checkpoint's inventory after it was checked, so CRIU's restore fails;
 	// "break-manifest" fails every checkpoint and snapshot after CRIU's dump, where their manifest is written.
 	// The cluster agent reads others: "refuse-snapshot-copies" refuses every snapshot copy sent to the node;
-	// "lose-snapshot-record" fails the write of every snapshot record of the commands the agent serves.
+	// "lose-snapshot-record" fails the write of every snapshot record of the commands the agent serves;
+	// "stall-migration-dump" stalls a migration's source after the dump, the container frozen.
 	Faults []string
 }
 

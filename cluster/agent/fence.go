@@ -64,6 +64,7 @@ func (a *Agent) runFence() {
 		i++
 		a.fenceOnce(a.ctx)
 		a.recordPending(a.ctx)
+		a.settleOutgoingCopies(a.ctx)
 		if i%20 == 0 {
 			a.dropForgottenSnapshots()
 		}

@@ -182,7 +182,8 @@ func (a *Agent) recoverMigrations(ctx context.Context) {
 			job.Image = c.Image
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		outcome, err := migrate.Recover(rctx, job, migrationNodes{a}, raftRecorder{a.store}, a.gone(a.store.State(), m.Target))
+		st := a.store.State()
+		outcome, err := migrate.Recover(rctx, job, migrationNodes{a}, raftRecorder{a.store}, migrate.Gone{Source: a.gone(st, m.Source), Target: a.gone(st, m.Target)})
 		cancel()
 		if err != nil {
 			a.log.Error("could not finish a migration the previous leader left; will retry", "job", m.ID, "err", err)

@@ -104,6 +104,15 @@ func (a *Agent) dumpAndSend(ctx context.Context, j migrate.Job) (*migrate.DumpRe
 		return nil, err
 	}
 	dumped := time.Now()
+	if a.fault("stall-migration-dump") {
+		// The container is frozen and dumped; the source stalls here, as one that dies or is cut off now.
+		a.log.Warn("stalling a migration's dump (injected fault)", "job", j.ID)
+		select {
+		case <-a.ctx.Done():
+		case <-time.After(5 * time.Minute):
+		}
+		return nil, fmt.Errorf("%w: a migration's dump stalled (injected fault)", node.ErrState)
+	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	sum := tun.Wait(wctx)
 	cancel()

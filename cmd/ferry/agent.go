@@ -68,7 +68,7 @@ With --dev the agent is a one-node cluster on 127.0.0.1 with its data in a new t
 	fl.DurationVar(&f.lazyHold, "lazy-hold", node.DefaultLazyHold, "after a clone's or a snapshot load's lazy restore, how long only its page faults are served before the rest of its memory is copied in (negative: at once)")
 	fl.BoolVar(&f.fast, "fast-failover", false, "shorter raft and gossip timeouts, for hosts sharing one machine")
 	fl.BoolVar(&f.debug, "debug", false, "log at debug level")
-	fl.StringArrayVar(&f.faults, "fault", nil, "inject a failure (tests only): corrupt-pages, break-restore, refuse-snapshot-copies, break-manifest, lose-snapshot-record")
+	fl.StringArrayVar(&f.faults, "fault", nil, "inject a failure (tests only): corrupt-pages, break-restore, refuse-snapshot-copies, break-manifest, lose-snapshot-record, stall-migration-dump")
 	_ = fl.MarkHidden("fast-failover")
 	_ = fl.MarkHidden("fault")
 	fl.IntVar(&f.lanes, "lanes", 0, fmt.Sprintf("SSH connections per bulk transfer to another agent (default %d)", agent.DefaultLanes))

@@ -180,6 +180,49 @@ func TestFailoverDeadNode(t *testing.T) {
 	if v := c.only(h1, "tock"); v.Node != ct.Node {
 		t.Fatalf("tock is on %s, want %s", v.Node, ct.Node)
 	}
+
+	// Its agent dies in the middle of a migration off it, the container frozen and dumped, before the target
+	// restored it: the migration is rolled back without the dead source, so that the failover restores the
+	// container elsewhere (it waits for the migration to be over); when the agent comes back, it removes its
+	// frozen copy, which the cluster places elsewhere.
+	h3 := c.host(3)
+	c.restartAgent(h1, "--fault", "stall-migration-dump")
+	c.must(h1, "run", "--name", "mig", "--node", h1, "--snapshot-every", "5s", "--keep", "2", "busybox", "--", "sh", "-c", numberPrinter)
+	c.eventually("a periodic snapshot of mig copied to another node", 90*time.Second, func() bool {
+		list := c.snapshots(h2, "mig")
+		return len(list) >= 1 && len(list[len(list)-1].Copies) == 1
+	})
+	mb, _ := c.background(h2, "migrate", "mig", h3)
+	c.eventually("mig frozen on "+h1+" for its migration", 60*time.Second, func() bool { return c.runcCopies("mig")[h1] == "paused" })
+	c.killAgent(h1)
+	c.eventually("mig restored on another node", 150*time.Second, func() bool {
+		for _, v := range c.containers(h2) {
+			if v.Config.Name == "mig" && v.Node != h1 && v.State == "running" {
+				ct = v
+				return true
+			}
+		}
+		return false
+	})
+	if copies := c.runcCopies("mig"); copies[h1] != "paused" {
+		t.Fatalf("mig's copy on %s should stay frozen while its agent is down: %v", h1, copies)
+	}
+	mout, merr := mb.wait(time.Minute)
+	t.Logf("ferry migrate mig %s, its source's agent killed (%v): %s%s", h3, merr, mout, mb.errb.String())
+	contiguous(t, "mig after the failover", c.counterFrom(h2, "mig", 5))
+	logBefore, _ = os.ReadFile(filepath.Join(c.dir, h1+".log"))
+	c.startAgent(h1)
+	c.eventually("mig's frozen copy removed from "+h1, 60*time.Second, func() bool {
+		copies := c.runcCopies("mig")
+		return len(copies) == 1 && copies[ct.Node] == "running"
+	})
+	b2, _ := os.ReadFile(filepath.Join(c.dir, h1+".log"))
+	if !strings.Contains(string(b2[len(logBefore):]), "removed a container frozen by a migration that is over") {
+		t.Fatalf("%s's agent did not say it removed mig's frozen copy", h1)
+	}
+	if v := c.only(h1, "mig"); v.Node != ct.Node || v.State != "running" {
+		t.Fatalf("mig is %s on %s, want running on %s", v.State, v.Node, ct.Node)
+	}
 }
 
 // TestDrainForce: a container that cannot move (the other nodes are drained) is, with --force, snapshotted
