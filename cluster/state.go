@@ -266,6 +266,10 @@ type DrainItem struct {
 	// Lost is what a restored item lost: the time from its snapshot to its
 	// node going down.
 	Lost time.Duration `json:"lost,omitempty"`
+	// Waiting marks a failover's item left on the dead node for want of a
+	// place (no node with room, no snapshot copy on an alive node): the
+	// leader starts another failover when one appears.
+	Waiting bool `json:"waiting,omitempty"`
 }
 
 // DrainJob evacuates a node. Deadline, when not zero, is when the drainer

@@ -96,9 +96,28 @@ func failoverDue(st *cluster.State, n *cluster.Node, self string, now time.Time,
 		return false
 	}
 	if f := st.LatestFailover(n.Name); f != nil && !f.StartedAt.Before(n.DownSince) {
-		return false // this time down is being or has been handled
+		// This time down is being or has been handled; again only for containers it left for want of a
+		// place that now have one.
+		return f.State.Final() && placeFound(st, f, n.Name)
 	}
 	return true
+}
+
+// placeFound reports whether a container that failover f left on the dead node for want of a place (no node
+// with room, no snapshot copy on an alive node) can now be restored somewhere.
+func placeFound(st *cluster.State, f *cluster.DrainJob, dead string) bool {
+	for _, it := range f.Items {
+		c, ok := st.Containers[it.Container]
+		if !it.Waiting || it.State != cluster.JobFailed || !ok || c.Node != dead || !slices.Contains(restorable(st, dead), c.Name) {
+			continue
+		}
+		if sn := latestRestorable(st, c.Name, dead); sn != nil {
+			if _, err := restoreTarget(st, c, sn, dead, nil); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // restorable returns the containers on node that a failover restores: meant to run, with periodic snapshots.
@@ -198,11 +217,17 @@ func (d *drainRun) restore(ctx context.Context, i int, it cluster.DrainItem) (ag
 	}
 	sn := latestRestorable(st, c.Name, d.node)
 	if sn == nil {
-		return d.notRestored(ctx, i, it, "no good snapshot of it has a copy on an alive node")
+		it.Waiting = true
+		return d.notRestored(ctx, i, it, "no good snapshot of it has a copy on an alive node (a failover restores it when a node holding one is back)")
 	}
 	target, err := restoreTarget(st, c, sn, d.node, it.Tried)
 	if err != nil {
-		return d.notRestored(ctx, i, it, err.Error())
+		it.Waiting = len(it.Tried) == 0 // no place at all, not only places that failed: one may appear
+		why := err.Error()
+		if it.Waiting {
+			why += " (a failover restores it when a node has room)"
+		}
+		return d.notRestored(ctx, i, it, why)
 	}
 	it.State, it.Target, it.Snapshot, it.Error = cluster.JobRunning, target, sn.ID, ""
 	it.Attempts++

@@ -55,6 +55,17 @@ func TestFailoverDue(t *testing.T) {
 		{name: "failed over in an earlier time down", inRaft: true, silent: silentSince(downAt), want: true, change: func(st *cluster.State, _ *cluster.Node) {
 			st.Drains["f"] = &cluster.DrainJob{ID: "f", Node: "vg-1", State: cluster.JobCommitted, Reason: cluster.ReasonFailover, StartedAt: downAt.Add(-time.Hour)}
 		}},
+		{name: "its failover left np for want of room, and a node has room now", inRaft: true, silent: silentSince(downAt), want: true,
+			change: func(st *cluster.State, _ *cluster.Node) { leftForRoom(st, downAt, true, cluster.JobFailed, true) }},
+		{name: "its failover left np for want of room, and still no node has room", inRaft: true, silent: silentSince(downAt),
+			change: func(st *cluster.State, _ *cluster.Node) { leftForRoom(st, downAt, true, cluster.JobFailed, false) }},
+		{name: "its failover left np after its restores failed", inRaft: true, silent: silentSince(downAt),
+			change: func(st *cluster.State, _ *cluster.Node) { leftForRoom(st, downAt, false, cluster.JobFailed, true) }},
+		{name: "its failover waiting for room still runs", inRaft: true, silent: silentSince(downAt),
+			change: func(st *cluster.State, _ *cluster.Node) {
+				leftForRoom(st, downAt, true, cluster.JobFailed, true)
+				st.Drains["f"].State = cluster.JobRunning
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,6 +82,19 @@ func TestFailoverDue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// leftForRoom records a failover of vg-1, started after downAt and over, whose item for np ended in state
+// (waiting for a place when waiting), and a snapshot of np copied to vg-2, which has room when room.
+func leftForRoom(st *cluster.State, downAt time.Time, waiting bool, state cluster.JobState, room bool) {
+	st.Nodes["vg-2"].Eligible, st.Nodes["vg-2"].Features = true, map[string]bool{"network_lock": true}
+	if room {
+		st.Nodes["vg-2"].FreeMemory = 1 << 30
+	}
+	st.Containers["np"].Config.MemoryBytes = 256 << 20
+	st.Snapshots["s1"] = &cluster.Snapshot{ID: "s1", Container: "np", Node: "vg-1", Copies: []string{"vg-2"}, Created: downAt.Add(-time.Minute)}
+	st.Drains["f"] = &cluster.DrainJob{ID: "f", Node: "vg-1", State: cluster.JobFailed, Reason: cluster.ReasonFailover, StartedAt: downAt.Add(6 * time.Second),
+		Items: []cluster.DrainItem{{Container: "np", State: state, Waiting: waiting}, {Container: "plain", State: cluster.JobSkipped}}}
 }
 
 func TestLatestRestorableAndTarget(t *testing.T) {
