@@ -170,6 +170,10 @@ func (sp *spareDaemon) boost() {
 
 const sparePidFile = "spare.pid"
 
+// spareStartingPidFile names a spare's daemon from its launch until it listens (then sparePidFile does): an
+// agent that ends meanwhile leaves a daemon that the next one finds by it.
+const spareStartingPidFile = "spare-starting.pid"
+
 // newLazySpares keeps spares in dir. park, if not nil, parks a shim for each spare.
 func newLazySpares(ctx context.Context, dir string, crx criu.Exec, park func() (*runtime.ParkedShim, error), log *slog.Logger, wg *sync.WaitGroup) *lazySpares {
 	s := &lazySpares{dir: dir, crx: crx, park: park, log: log, wg: wg, ctx: ctx,
@@ -185,8 +189,10 @@ func newLazySpares(ctx context.Context, dir string, crx criu.Exec, park func() (
 func (s *lazySpares) reapLeftovers() {
 	ents, _ := os.ReadDir(s.dir)
 	for _, de := range ents {
-		if pid, ok := stopDaemonIn(filepath.Join(s.dir, de.Name()), sparePidFile); ok {
-			s.log.Info("stopped a spare lazy-pages daemon left by an earlier agent", "pid", pid)
+		for _, f := range []string{sparePidFile, spareStartingPidFile} {
+			if pid, ok := stopDaemonIn(filepath.Join(s.dir, de.Name()), f); ok {
+				s.log.Info("stopped a spare lazy-pages daemon left by an earlier agent", "pid", pid)
+			}
 		}
 	}
 	_ = os.RemoveAll(s.dir)
@@ -317,8 +323,9 @@ func (s *lazySpares) take(ctx context.Context, id, work string) (*criu.LazyPages
 		if err := os.RemoveAll(work); err == nil {
 			err = os.Rename(sp.work, work)
 			if err == nil {
-				// Out of the spares' directory, the restore's: its pid file is no spare's any more.
+				// Out of the spares' directory, the restore's: its pid files are no spare's any more.
 				_ = os.Remove(filepath.Join(work, sparePidFile))
+				_ = os.Remove(filepath.Join(work, spareStartingPidFile))
 				sp.lp.Moved(work)
 				if sp.shim != nil {
 					sp.shim.Boost()
@@ -439,6 +446,7 @@ func (s *lazySpares) launch(ck *checkpoint.Checkpoint, sp *spareDaemon) (*criu.L
 	if err != nil {
 		return nil, err
 	}
+	_ = os.WriteFile(filepath.Join(sp.work, spareStartingPidFile), []byte(strconv.Itoa(lp.Pid())), 0o600)
 	sp.launched(lp)
 	sp.shim = s.parkShim(true)
 	if err := lp.Listening(s.ctx); err != nil {

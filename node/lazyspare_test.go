@@ -372,6 +372,35 @@ func TestLazySpares(t *testing.T) {
 		}
 	})
 
+	t.Run("a new agent stops a spare an ended one left before it listened", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "spares")
+		never := fakeCRIU(t, "cd \"$5\" || exit 1\nexec sleep 300\n") // starts, never listens
+		ctx1, cancel1 := context.WithCancel(context.Background())
+		var wg1 sync.WaitGroup
+		old := newLazySpares(ctx1, dir, criu.Exec{Path: never}, nil, slog.Default(), &wg1)
+		defer func() { cancel1(); wg1.Wait(); old.close() }()
+		old.prepare(ck)
+		var pid int
+		deadline := time.Now().Add(10 * time.Second)
+		for pid == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no spare was launched")
+			}
+			time.Sleep(20 * time.Millisecond)
+			ents, _ := os.ReadDir(dir)
+			for _, de := range ents {
+				work := filepath.Join(dir, de.Name())
+				b, err := os.ReadFile(filepath.Join(work, spareStartingPidFile))
+				p, perr := strconv.Atoi(string(b))
+				if cwd, cerr := os.Readlink("/proc/" + string(b) + "/cwd"); err == nil && perr == nil && cerr == nil && cwd == work {
+					pid = p
+				}
+			}
+		}
+		newTestSpares(t, dir, bin) // the old agent "crashed" while its spare started
+		waitGone(t, pid)
+	})
+
 	t.Run("a template's creation can wait for its first spare", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "spares")
 		s, _, _ := newTestSpares(t, dir, bin)
