@@ -185,7 +185,11 @@ func (a *Agent) recoverMigrations(ctx context.Context) {
 		st := a.store.State()
 		outcome, err := migrate.Recover(rctx, job, migrationNodes{a}, raftRecorder{a.store}, migrate.Gone{Source: a.gone(st, m.Source), Target: a.gone(st, m.Target)})
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil && outcome != "":
+			a.log.Warn("finished a migration the previous leader left, not all of it", "job", m.ID, "container", m.Container, "outcome", outcome, "err", err)
+			continue
+		case err != nil:
 			a.log.Error("could not finish a migration the previous leader left; will retry", "job", m.ID, "err", err)
 			continue
 		}

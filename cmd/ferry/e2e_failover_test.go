@@ -29,6 +29,23 @@ func (c *devCluster) killContainers(host string) {
 	}
 }
 
+// runningElsewhere waits, asking host, until container name runs on a node other than dead, and returns
+// where it runs and how long that took.
+func (c *devCluster) runningElsewhere(host, name, dead string, timeout time.Duration) (api.ContainerView, time.Duration) {
+	c.t.Helper()
+	var ct api.ContainerView
+	took := c.eventually(name+" running on a node other than "+dead, timeout, func() bool {
+		for _, v := range c.containers(host) {
+			if v.Config.Name == name && v.Node != dead && v.State == "running" {
+				ct = v
+				return true
+			}
+		}
+		return false
+	})
+	return ct, took
+}
+
 // itemOf returns the report's item for container name.
 func itemOf(t *testing.T, rep api.DrainReport, name string) api.DrainItemReport {
 	t.Helper()
@@ -69,16 +86,7 @@ func TestFailoverDeadNode(t *testing.T) {
 	killed := time.Now()
 	t.Logf("killed %s (agent and containers) with tick at %d; newest snapshot %s (%s old)", h1, last, newest.ID, time.Since(newest.Created).Round(time.Millisecond))
 
-	var ct api.ContainerView
-	took := c.eventually("tick running on another node", 120*time.Second, func() bool {
-		for _, v := range c.containers(h2) {
-			if v.Config.Name == "tick" && v.Node != h1 && v.State == "running" {
-				ct = v
-				return true
-			}
-		}
-		return false
-	})
+	ct, took := c.runningElsewhere(h2, "tick", h1, 120*time.Second)
 	t.Logf("tick runs on %s %s after the kill", ct.Node, took.Round(time.Millisecond))
 
 	// The failover is recorded: tick restored from a snapshot at least as new as the one seen before the
@@ -153,15 +161,7 @@ func TestFailoverDeadNode(t *testing.T) {
 		return len(list) >= 1 && len(list[len(list)-1].Copies) == 1
 	})
 	c.killAgent(h1)
-	c.eventually("tock restored on another node", 120*time.Second, func() bool {
-		for _, v := range c.containers(h2) {
-			if v.Config.Name == "tock" && v.Node != h1 && v.State == "running" {
-				ct = v
-				return true
-			}
-		}
-		return false
-	})
+	ct, _ = c.runningElsewhere(h2, "tock", h1, 120*time.Second)
 	if copies := c.runcCopies("tock"); copies[h1] != "running" {
 		t.Fatalf("tock's old copy on %s should still run under its shim while the agent is down: %v", h1, copies)
 	}
@@ -195,15 +195,7 @@ func TestFailoverDeadNode(t *testing.T) {
 	mb, _ := c.background(h2, "migrate", "mig", h3)
 	c.eventually("mig frozen on "+h1+" for its migration", 60*time.Second, func() bool { return c.runcCopies("mig")[h1] == "paused" })
 	c.killAgent(h1)
-	c.eventually("mig restored on another node", 150*time.Second, func() bool {
-		for _, v := range c.containers(h2) {
-			if v.Config.Name == "mig" && v.Node != h1 && v.State == "running" {
-				ct = v
-				return true
-			}
-		}
-		return false
-	})
+	ct, _ = c.runningElsewhere(h2, "mig", h1, 150*time.Second)
 	if copies := c.runcCopies("mig"); copies[h1] != "paused" {
 		t.Fatalf("mig's copy on %s should stay frozen while its agent is down: %v", h1, copies)
 	}
@@ -327,16 +319,8 @@ func TestFailoverCutOffNode(t *testing.T) {
 	}()
 	frozen := c.eventually("tick frozen on the cut-off "+h1, 30*time.Second, func() bool { return status() == "paused" })
 	t.Logf("tick frozen on %s %s after the cut", h1, frozen.Round(time.Millisecond))
-	var elsewhere string
-	took := c.eventually("tick restored on another node", 120*time.Second, func() bool {
-		for _, v := range c.containers(h2) {
-			if v.Config.Name == "tick" && v.Node != h1 && v.State == "running" {
-				elsewhere = v.Node
-				return true
-			}
-		}
-		return false
-	})
+	restored, took := c.runningElsewhere(h2, "tick", h1, 120*time.Second)
+	elsewhere := restored.Node
 	if frozen >= took {
 		t.Fatalf("the cut-off copy was frozen %s after the cut, not before the restore elsewhere (%s)", frozen, took)
 	}
