@@ -271,4 +271,5 @@ func (a *Agent) release(ctx context.Context, e *entry) {
 	if err := runtime.UnmountOwnTmpfs(e.tmpfsDir()); err != nil {
 		a.log.Warn("unmount failed", "container", name, "err", err)
 	}
+	_ = e.update(func(c *Container) { c.Lazy = nil }) // no process left to copy memory into
 }

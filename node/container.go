@@ -52,6 +52,8 @@ type Container struct {
 	CreatedAt  time.Time       `json:"created_at"`
 	StartedAt  time.Time       `json:"started_at,omitzero"`
 	FinishedAt time.Time       `json:"finished_at,omitzero"`
+	// Lazy is the lazy-pages daemon still copying its memory in after a lazy restore (nil once it has).
+	Lazy *LazyDaemon `json:"lazy,omitempty"`
 }
 
 // entry is a container held by the agent. op serialises operations on it (run, stop, checkpoint, ...);

@@ -93,6 +93,7 @@ func (a *Agent) reattachOne(ctx context.Context, e *entry) bool {
 		_ = e.update(func(c *Container) { c.ShimPid = st.Pid })
 		a.watch(e, st.Pid)
 	}
+	a.adoptLazy(e)
 	a.log.Info("re-attached to a running container", "container", name, "pid", st.Pid, "shim", shimOK)
 	return true
 }

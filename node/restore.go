@@ -178,12 +178,18 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 		"restore", time.Since(t1).Round(time.Millisecond), "lazy", lazy != nil)
 	if lp != nil {
 		lowerWhenFilling(lp, hold)
+		lazyStarted(e, lp)
 		a.wg.Add(1)
 		restored := e.snapshot()
 		go func() { // the daemon ends when every page is in; say so if it did not
 			defer a.wg.Done()
-			// However long the copy takes (an agent that ends leaves it to the daemon, which runs on).
-			if err := lp.Wait(a.ctx); err != nil && a.ctx.Err() == nil {
+			// However long the copy takes (an agent that ends leaves it to the daemon, which runs on, and to
+			// the next agent, which adopts it: adoptLazy).
+			err := lp.Wait(a.ctx)
+			switch {
+			case err == nil:
+				a.lazyDone(e, restored)
+			case a.ctx.Err() == nil:
 				a.log.Error("lazy restore did not complete", "container", rec.Name, "err", err)
 				a.lazyFailed(e, restored, err)
 			}
@@ -223,7 +229,7 @@ func (a *Agent) lazyFailed(e *entry, restored Container, cause error) {
 		return
 	}
 	why := fmt.Sprintf("stopped: its memory was still being restored when CRIU's lazy-pages daemon ended (%v); start it again from a snapshot", cause)
-	_ = e.update(func(c *Container) { c.Note = why })
+	_ = e.update(func(c *Container) { c.Note, c.Lazy = why, nil })
 	if err := syscall.Kill(now.Pid, syscall.SIGKILL); err != nil {
 		a.log.Warn("could not stop a container whose lazy restore failed", "container", now.Config.Name, "err", err)
 		return

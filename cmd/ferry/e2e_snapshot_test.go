@@ -411,8 +411,37 @@ func TestSnapshots(t *testing.T) {
 		})
 		c.must(h1, "rm", "--force", name)
 
-		c.restartAgent(h3)
+		// An agent restarted while the daemons of its clones still copy (held back by the long hold) adopts
+		// them: a daemon killed while no agent watched is found out by its log, and its clone stopped; the
+		// other clone runs on, and its record drops the daemon once it has copied every page in.
+		held := c.clone(h1, "--snapshot", good.ID, "--node", h3, "--name-prefix", "held", "--count", "2")
+		torn2, whole := held.Clones[0].Container, held.Clones[1].Container
+		daemon = processIn(t, filepath.Join(c.dir, h3, "containers", torn2, "restore-work"), "criu")
+		if ct := c.only(h1, whole); ct.Lazy == nil || ct.Lazy.Pid <= 0 {
+			t.Fatalf("%s's record does not name the daemon still copying its memory in: %+v", whole, ct.Container)
+		}
+		c.killAgent(h3)
+		if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		c.startAgent(h3) // whole again: no fault, the default hold
 		faulty = false
+		c.eventually(torn2+", whose daemon died while no agent watched, stopped", 30*time.Second, func() bool {
+			ct := c.only(h1, torn2)
+			return ct.State != "running" && strings.Contains(ct.Note, "lazy-pages daemon ended")
+		})
+		c.eventually(whole+" running whole once its adopted daemon is done", 90*time.Second, func() bool {
+			ct := c.only(h1, whole)
+			return ct.State == "running" && ct.Lazy == nil
+		})
+		if ct := c.only(h1, whole); ct.Note != "" {
+			t.Fatalf("%s has a note after its daemon finished: %q", whole, ct.Note)
+		}
+		c.must(h1, "exec", whole, "--", "true")
+		for _, n := range []string{torn2, whole} {
+			c.must(h1, "rm", "--force", n)
+		}
+
 		res := c.clone(h1, "--snapshot", fresh.ID, "--node", h3, "--name-prefix", "accepted")
 		c.checkClones(h1, res, 1, []string{h3})
 		c.must(h1, "rm", "--force", res.Clones[0].Container)

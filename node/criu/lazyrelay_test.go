@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -277,6 +276,10 @@ func TestLazyRelayHoldsCRIUsFill(t *testing.T) {
 		t.Fatalf("the daemon exited while the relay held the restore's end; see %s", lp.log)
 	}
 	runsOn(t, restored, "while held")
+	// Its log, read now as if the daemon had been killed here, says that pages were still missing.
+	if err := LazyLogFileComplete(lp.Log()); !errors.Is(err, ErrLazyIncomplete) {
+		t.Fatalf("the log of a daemon still holding pages back reads as %v, want ErrLazyIncomplete", err)
+	}
 	r.Release()
 	if err := lp.Wait(ctx); err != nil {
 		t.Fatalf("the daemon did not serve every page once released: %v", err)
@@ -284,9 +287,9 @@ func TestLazyRelayHoldsCRIUsFill(t *testing.T) {
 	if err := r.Wait(); err != nil {
 		t.Fatalf("the relay: %v", err)
 	}
-	log, _ := os.ReadFile(lp.log)
-	if !strings.Contains(string(log), "UFFD transferred pages") {
-		t.Fatalf("the daemon's log has no account of the pages it copied:\n%s", lastLines(string(log), 10))
+	if err := LazyLogFileComplete(lp.Log()); err != nil {
+		log, _ := os.ReadFile(lp.log)
+		t.Fatalf("the log of a daemon that served every page reads as %v:\n%s", err, lastLines(string(log), 10))
 	}
 	runsOn(t, restored, "after the copy")
 }
