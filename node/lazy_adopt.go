@@ -43,11 +43,12 @@ func procStartTime(pid int) (uint64, bool) {
 	return start, err == nil
 }
 
-// lazyStarted records the daemon that copies the rest of a container's memory in after its lazy restore.
-func lazyStarted(e *entry, lp *criu.LazyPages) {
+// lazyDaemonOf is the record of lp, the daemon that copies the rest of a container's memory in after its
+// lazy restore.
+func lazyDaemonOf(lp *criu.LazyPages) *LazyDaemon {
 	ld := &LazyDaemon{Pid: lp.Pid(), Log: lp.Log()}
 	ld.Start, _ = procStartTime(ld.Pid)
-	_ = e.update(func(c *Container) { c.Lazy = ld })
+	return ld
 }
 
 // lazyDone records that the daemon of the restore that made restored copied every page in.

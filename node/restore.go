@@ -176,9 +176,15 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 	}
 	a.log.Debug("restore timings", "container", rec.Name, "prepare", t1.Sub(t0).Round(time.Millisecond),
 		"restore", time.Since(t1).Round(time.Millisecond), "lazy", lazy != nil)
+	_ = os.RemoveAll(e.genDir(old.Generation))
+	var ld *LazyDaemon
 	if lp != nil {
 		lowerWhenFilling(lp, hold)
-		lazyStarted(e, lp)
+		ld = lazyDaemonOf(lp)
+	}
+	// One write of the record for both: it is on the way to the container's first answers.
+	_ = e.update(func(c *Container) { c.Checkpoint, c.Lazy = ck.ID, ld; c.Restores++ })
+	if lp != nil {
 		a.wg.Add(1)
 		restored := e.snapshot()
 		go func() { // the daemon ends when every page is in; say so if it did not
@@ -195,8 +201,6 @@ func (a *Agent) restoreFrom(ctx context.Context, e *entry, ck *checkpoint.Checkp
 			}
 		}()
 	}
-	_ = os.RemoveAll(e.genDir(old.Generation))
-	_ = e.update(func(c *Container) { c.Checkpoint = ck.ID; c.Restores++ })
 	if rec.Net != runtime.NetHost {
 		if err := runtime.LoopbackUp(e.snapshot().Pid); err != nil {
 			a.log.Warn("could not set the restored container's loopback up", "container", rec.Name, "err", err)
