@@ -21,6 +21,7 @@ func (a *Agent) registerSnapshotInternal(rt *Router) {
 	rt.handle("POST /v1/internal/snapshots/{id}/clone", a.agentsOnly(a.cloneHere))
 	rt.handle("GET /v1/internal/snapshots/{id}", a.agentsOnly(a.haveSnapshot))
 	rt.handle("DELETE /v1/internal/snapshots/{id}", a.agentsOnly(a.dropSnapshot))
+	rt.handle("POST /v1/internal/snapshots/{id}/recorded", a.agentsOnly(a.snapshotRecorded))
 }
 
 type takeRequest struct {
@@ -137,6 +138,13 @@ func (a *Agent) cloneHere(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) haveSnapshot(w http.ResponseWriter, r *http.Request) {
 	answer(w, haveResponse{Have: a.node.HasSnapshot(r.PathValue("id"))}, nil)
+}
+
+// snapshotRecorded tells the node that the cluster has the record it kept beside a snapshot (pending.go):
+// dropped at once, it cannot bring back a snapshot removed in the seconds before the node would see it.
+func (a *Agent) snapshotRecorded(w http.ResponseWriter, r *http.Request) {
+	a.node.ClearPendingRecord(r.PathValue("id"))
+	answer(w, map[string]bool{"ok": true}, nil)
 }
 
 func (a *Agent) dropSnapshot(w http.ResponseWriter, r *http.Request) {

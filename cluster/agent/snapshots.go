@@ -122,6 +122,9 @@ func (a *Agent) CreateSnapshot(ctx context.Context, req api.SnapshotRequest, aut
 		return nil, fmt.Errorf("recording snapshot %s: %w", id, err)
 	}
 	if req.Stop {
+		if err := a.callAgent(ctx, c.Node, "POST", "/v1/internal/snapshots/"+id+"/recorded", nil, nil); err != nil {
+			a.log.Warn("telling a node that its snapshot is recorded; it finds out by itself", "id", id, "node", c.Node, "err", err)
+		}
 		d := cluster.DesiredStopped
 		if _, err := a.store.Apply(ctx, &cluster.UpdateContainer{Name: c.Name, Desired: &d}); err != nil {
 			a.log.Warn("recording a stopped container", "container", c.Name, "err", err)

@@ -259,6 +259,10 @@ func TestDrainForce(t *testing.T) {
 	if len(list) != 1 || list[0].ID != it.Snapshot || len(list[0].Copies) != 1 {
 		t.Fatalf("snapshots of stuck: %+v", list)
 	}
+	// Recorded, the snapshot no longer has the record its node kept until then.
+	if kept, _ := filepath.Glob(filepath.Join(c.dir, h1, "snapshots", "*.record")); len(kept) > 0 {
+		t.Fatalf("the node still keeps the record of a recorded snapshot: %v", kept)
+	}
 
 	c.must(h1, "snapshot", "load", "stuck", it.Snapshot)
 	ns := c.counterFrom(h1, "stuck", len(stopped)+10)
