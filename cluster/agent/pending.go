@@ -52,8 +52,12 @@ func (a *Agent) recordPending(ctx context.Context) {
 		a.log.Warn("listing the snapshots waiting to be recorded", "err", err)
 		return
 	}
+	if len(recs) == 0 {
+		return
+	}
+	st := a.store.State()
 	for _, pr := range recs {
-		switch pendingAction(a.store.State(), pr.ID, a.node.HasSnapshot(pr.ID), time.Since(pr.Written)) {
+		switch pendingAction(st, pr.ID, a.node.HasSnapshot(pr.ID), time.Since(pr.Written)) {
 		case pendingClear:
 			a.node.ClearPendingRecord(pr.ID)
 		case pendingRecord:
@@ -78,14 +82,16 @@ func (a *Agent) recordKept(ctx context.Context, pr node.PendingRecord) {
 	}
 	sn.Node, sn.Size, sn.Created = a.cfg.Name, m.Size(), m.Created
 	_, err = a.store.Apply(ctx, &cluster.PutSnapshot{Snapshot: sn})
-	if err != nil && errors.Is(err, cluster.ErrExists) && !a.recorded(ctx, err, sn.ID) && sn.Template != "" {
+	done := err == nil || a.recorded(ctx, err, sn.ID)
+	if !done && errors.Is(err, cluster.ErrExists) && sn.Template != "" {
 		// Its template name was taken meanwhile: the snapshot matters more than the name.
 		a.log.Warn("recording a snapshot without its template name, which another snapshot took meanwhile", "id", sn.ID, "template", sn.Template)
 		sn.Template = ""
 		_, err = a.store.Apply(ctx, &cluster.PutSnapshot{Snapshot: sn})
+		done = err == nil || a.recorded(ctx, err, sn.ID)
 	}
 	switch {
-	case err == nil || a.recorded(ctx, err, sn.ID):
+	case done:
 		a.log.Info("recorded a snapshot that stopped its container, whose first record had failed", "id", sn.ID, "container", sn.Container)
 		if c, gerr := a.node.Get(sn.Container); gerr == nil && c.State == node.StateStopped {
 			d := cluster.DesiredStopped
@@ -110,7 +116,9 @@ func (a *Agent) recorded(ctx context.Context, err error, id string) bool {
 		return false
 	}
 	for range 20 {
-		if a.store.State().Snapshots[id] != nil {
+		var in bool
+		a.store.View(func(st *cluster.State) { in = st.Snapshots[id] != nil })
+		if in {
 			return true
 		}
 		select {
