@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // PostCopyProbe is the outcome of ProbePostCopy.
@@ -47,7 +49,7 @@ func ProbePostCopy(ctx context.Context, binary, scratch string) (*PostCopyProbe,
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	p := &postCopyRun{bin: path, dir: dir}
+	p := &postCopyRun{bin: path, dir: dir, sleeper: -1}
 	defer p.cleanup()
 	why := p.run(ctx)
 	return &PostCopyProbe{Works: why == "", Reason: why, Took: time.Since(start)}, nil
@@ -56,6 +58,7 @@ func ProbePostCopy(ctx context.Context, binary, scratch string) (*PostCopyProbe,
 type postCopyRun struct {
 	bin, dir  string
 	victim    *exec.Cmd
+	sleeper   int // a pid file descriptor of the victim's sleep (PID 1 of its namespace); -1: none
 	daemons   []*exec.Cmd
 	restored  int
 	exitCodes chan error
@@ -84,6 +87,10 @@ func (p *postCopyRun) run(ctx context.Context) string {
 	pid, err := waitChild(ctx, p.victim.Process.Pid)
 	if err != nil {
 		return err.Error()
+	}
+	// Held from now on: the kill at the end reaches this process, never a later one with its pid.
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		p.sleeper = fd
 	}
 	port, err := freeLoopbackPort()
 	if err != nil {
@@ -164,9 +171,18 @@ func (p *postCopyRun) logErrors(rel string) string {
 	return " (" + strings.Join(errs, "; ") + ")"
 }
 
+// cleanup kills what the probe started and waits until it is gone: the restored copy and the victim's sleep
+// directly (a failed dump leaves the victim running, and its parent-death signal would end it only after
+// unshare), the daemons, and the victim's unshare.
 func (p *postCopyRun) cleanup() {
-	if p.restored > 0 {
-		_ = syscall.Kill(p.restored, syscall.SIGKILL)
+	var killed []int
+	if p.restored > 0 && syscall.Kill(p.restored, syscall.SIGKILL) == nil {
+		killed = append(killed, p.restored)
+	}
+	if p.sleeper >= 0 {
+		_ = unix.PidfdSendSignal(p.sleeper, unix.SIGKILL, nil, 0)
+		defer unix.Close(p.sleeper)
+		defer waitPidfd(p.sleeper)
 	}
 	for _, d := range p.daemons {
 		if d.Process != nil {
@@ -177,6 +193,28 @@ func (p *postCopyRun) cleanup() {
 		_ = syscall.Kill(-p.victim.Process.Pid, syscall.SIGKILL)
 		_ = p.victim.Wait()
 	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range killed {
+		for running(pid) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// waitPidfd waits (up to 5 s) until the process of pid file descriptor fd has ended.
+func waitPidfd(fd int) {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	_, _ = unix.Poll(fds, 5000)
+}
+
+// running reports whether process pid exists and has not ended (a zombie has).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // waitChild returns the PID of parent's first child (unshare's forked child), waiting a little for it.
